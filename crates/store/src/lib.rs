@@ -1,0 +1,213 @@
+//! Starling's store: one SQLite database per profile.
+//!
+//! Layout:
+//! - [`migrations`]: the numbered schema migrations (`migrations/NNNN_*.sql`).
+//! - [`writer`]: the single writer thread. Every change goes through it; it drains its
+//!   queue into one transaction per batch and answers each caller only after commit,
+//!   so nothing acknowledged is lost when the process dies.
+//! - [`posts`]: post inserts (with duplicate and equivocation detection), the
+//!   timeline, the archive, sync ranges, and the garbage collector.
+//!
+//! Reads use a small pool of read-only connections (WAL lets them run beside the
+//! writer). All calls are async and run SQLite on blocking threads.
+
+pub mod migrations;
+pub mod posts;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+pub use posts::{Cursor, Inserted, StoredPost};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the write was not saved: {0}")]
+    CommitFailed(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error(
+        "database {path} was written by a newer Starling (schema {found}, this one knows {known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// SQLite page cache per connection, in KiB.
+    pub cache_kib: u32,
+    /// Read connections opened at most.
+    pub readers: usize,
+    /// Most write jobs merged into one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_kib: 2048,
+            readers: 2,
+            max_batch: 512,
+        }
+    }
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    config: StoreConfig,
+    writer: writer::WriterHandle,
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Semaphore,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
+        let conn = open_connection(path, &config, false)?;
+        migrations::migrate(&conn, path)?;
+        let writer = writer::spawn(conn, config.max_batch)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                read_permits: Semaphore::new(config.readers.max(1)),
+                readers: Mutex::new(Vec::new()),
+                config,
+                writer,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the writer inside the current batch's transaction (in a savepoint
+    /// of its own: an error undoes only this job). Resolves after commit.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.run(f).await
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let _permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().expect("reader pool poisoned").pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path, &inner.config, true)?,
+            };
+            let out = f(&conn);
+            inner
+                .readers
+                .lock()
+                .expect("reader pool poisoned")
+                .push(conn);
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite reports.
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("PRAGMA integrity_check")?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        })
+        .await
+    }
+
+    /// Waits until every write queued so far is committed, then stops the writer.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+    }
+
+    /// Reads a meta value.
+    pub async fn meta(&self, key: &'static str) -> Result<Option<Vec<u8>>> {
+        self.read(move |c| {
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .map(Some)
+                    .or_else(not_found_none)?,
+            )
+        })
+        .await
+    }
+
+    /// Writes a meta value.
+    pub async fn set_meta(&self, key: &'static str, value: Vec<u8>) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+                .execute(rusqlite::params![key, value])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub(crate) fn not_found_none<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    }
+}
+
+fn open_connection(path: &Path, config: &StoreConfig, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if !read_only {
+        // WAL: readers never block the writer. synchronous=FULL: a commit is on disk
+        // before the writer acknowledges it, so even power loss keeps acked posts.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    conn.pragma_update(None, "cache_size", -(config.cache_kib as i64))?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}

@@ -1,0 +1,284 @@
+//! Posts in the store: inserts with duplicate and equivocation detection, the
+//! timeline (cursor-paged, newest first), the archive, sync ranges, and GC.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use starling_core::{AuthorId, Post, Timestamp};
+
+use crate::{Result, Store, StoreError};
+
+/// A post as held by this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPost {
+    pub post: Post,
+    /// Unix ms when this node stored it.
+    pub received_at: u64,
+}
+
+/// What happened to one post handed to [`Store::insert_posts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// The same bytes were already stored.
+    Duplicate,
+    /// A different post with the same `(author, seq)` is stored: equivocation.
+    Conflict(Box<Post>),
+}
+
+/// A position in the timeline: posts strictly older than it come next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub ts: Timestamp,
+    pub author: AuthorId,
+    pub seq: u64,
+}
+
+impl Cursor {
+    pub fn of(post: &Post) -> Self {
+        Self {
+            ts: post.ts,
+            author: post.author,
+            seq: post.seq,
+        }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}-{:x}-{}", self.ts.0, self.seq, self.author)
+    }
+}
+
+/// Why a cursor string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cursor {0:?}: use the next_cursor value of a previous page")]
+pub struct BadCursor(pub String);
+
+impl FromStr for Cursor {
+    type Err = BadCursor;
+    fn from_str(s: &str) -> Result<Self, BadCursor> {
+        let bad = || BadCursor(s.chars().take(100).collect());
+        let mut it = s.splitn(3, '-');
+        let ts = u64::from_str_radix(it.next().ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        let seq = u64::from_str_radix(it.next().ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        let author = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        Ok(Self {
+            ts: Timestamp(ts),
+            author,
+            seq,
+        })
+    }
+}
+
+fn decode_post(raw: &[u8]) -> Result<Post> {
+    Post::decode(raw).map_err(|e| StoreError::Corrupt {
+        table: "posts",
+        reason: e.to_string(),
+    })
+}
+
+fn stored(row: &Row<'_>) -> rusqlite::Result<(Vec<u8>, i64)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
+fn collect_stored(rows: Vec<(Vec<u8>, i64)>) -> Result<Vec<StoredPost>> {
+    rows.into_iter()
+        .map(|(raw, at)| {
+            Ok(StoredPost {
+                post: decode_post(&raw)?,
+                received_at: at as u64,
+            })
+        })
+        .collect()
+}
+
+/// Inserts on the writer's connection (inside its transaction).
+pub fn insert_posts_on(
+    conn: &Connection,
+    posts: &[Post],
+    received_at: u64,
+) -> Result<Vec<Inserted>> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO posts (author, seq, ts, expires_at, raw, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (author, seq) DO NOTHING",
+    )?;
+    let mut existing =
+        conn.prepare_cached("SELECT raw FROM posts WHERE author = ?1 AND seq = ?2")?;
+    let mut out = Vec::with_capacity(posts.len());
+    for p in posts {
+        let n = insert.execute(params![
+            p.author.as_bytes(),
+            p.seq as i64,
+            p.ts.0 as i64,
+            p.expires_at as i64,
+            p.as_bytes(),
+            received_at as i64
+        ])?;
+        if n == 1 {
+            out.push(Inserted::New);
+            continue;
+        }
+        let raw: Vec<u8> =
+            existing.query_row(params![p.author.as_bytes(), p.seq as i64], |r| r.get(0))?;
+        if raw == p.as_bytes() {
+            out.push(Inserted::Duplicate);
+        } else {
+            out.push(Inserted::Conflict(Box::new(decode_post(&raw)?)));
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Stores posts (already validated by the caller), one result per post.
+    pub async fn insert_posts(&self, posts: Vec<Post>, received_at: u64) -> Result<Vec<Inserted>> {
+        self.write(move |c| insert_posts_on(c, &posts, received_at))
+            .await
+    }
+
+    /// The newest unexpired posts, newest first, strictly before `before`.
+    pub async fn timeline(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<StoredPost>> {
+        self.read(move |c| {
+            let (ts, author, seq) = match before {
+                Some(cur) => (
+                    cur.ts.0 as i64,
+                    cur.author.as_bytes().to_vec(),
+                    cur.seq as i64,
+                ),
+                None => (i64::MAX, vec![0xff; 33], i64::MAX),
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT raw, received_at FROM posts
+                 WHERE (ts, author, seq) < (?1, ?2, ?3) AND expires_at > ?4
+                 ORDER BY ts DESC, author DESC, seq DESC LIMIT ?5",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![ts, author, seq, now_ms as i64, limit as i64],
+                    stored,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            collect_stored(rows)
+        })
+        .await
+    }
+
+    /// `author`'s expired posts (the archive when `author` is this node's user),
+    /// newest first, strictly older than `before`.
+    pub async fn expired_posts_of(
+        &self,
+        author: AuthorId,
+        now_ms: u64,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<StoredPost>> {
+        self.read(move |c| {
+            let ts = before.map_or(i64::MAX, |cur| cur.ts.0 as i64);
+            let mut stmt = c.prepare_cached(
+                "SELECT raw, received_at FROM posts
+                 WHERE author = ?1 AND ts < ?2 AND expires_at <= ?3
+                 ORDER BY ts DESC LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![author.as_bytes(), ts, now_ms as i64, limit as i64],
+                    stored,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            collect_stored(rows)
+        })
+        .await
+    }
+
+    /// Sync range: `author`'s unexpired posts with `seq > after_seq`, oldest first.
+    pub async fn posts_after(
+        &self,
+        author: AuthorId,
+        after_seq: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Post>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT raw FROM posts
+                 WHERE author = ?1 AND seq > ?2 AND expires_at > ?3
+                 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        author.as_bytes(),
+                        after_seq as i64,
+                        now_ms as i64,
+                        limit as i64
+                    ],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.iter().map(|raw| decode_post(raw)).collect()
+        })
+        .await
+    }
+
+    /// One post, expired or not.
+    pub async fn post(&self, author: AuthorId, seq: u64) -> Result<Option<Post>> {
+        self.read(move |c| {
+            let raw: Option<Vec<u8>> = c
+                .prepare_cached("SELECT raw FROM posts WHERE author = ?1 AND seq = ?2")?
+                .query_row(params![author.as_bytes(), seq as i64], |r| r.get(0))
+                .optional()?;
+            raw.map(|r| decode_post(&r)).transpose()
+        })
+        .await
+    }
+
+    /// The newest post of `author` held here (highest seq), if any.
+    pub async fn head(&self, author: AuthorId) -> Result<Option<Post>> {
+        self.read(move |c| {
+            let raw: Option<Vec<u8>> = c
+                .prepare_cached(
+                    "SELECT raw FROM posts WHERE author = ?1 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(params![author.as_bytes()], |r| r.get(0))
+                .optional()?;
+            raw.map(|r| decode_post(&r)).transpose()
+        })
+        .await
+    }
+
+    /// Deletes expired posts of everyone but `keep` (whose expired posts are the
+    /// archive), at most `max` per call so one call never holds the writer long.
+    /// Returns how many were deleted.
+    pub async fn delete_expired(&self, now_ms: u64, keep: AuthorId, max: usize) -> Result<usize> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM posts WHERE (author, seq) IN (
+                        SELECT author, seq FROM posts
+                        WHERE expires_at <= ?1 AND author != ?2 LIMIT ?3)",
+                )?
+                .execute(params![now_ms as i64, keep.as_bytes(), max as i64])?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// How many posts are stored: `(all, unexpired)`.
+    pub async fn post_counts(&self, now_ms: u64) -> Result<(u64, u64)> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT count(*), count(*) FILTER (WHERE expires_at > ?1) FROM posts",
+                [now_ms as i64],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )?)
+        })
+        .await
+    }
+}

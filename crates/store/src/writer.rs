@@ -1,0 +1,128 @@
+//! The single writer. A dedicated thread owns the only read-write connection; jobs
+//! arrive on a bounded queue, and the thread drains up to `max_batch` of them into one
+//! transaction, one savepoint per job. Callers hear back after the commit.
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Result, StoreError};
+
+/// What a job leaves behind: its reply, sent once the batch's fate is known.
+type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+enum Msg {
+    Job(Job),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct WriterHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+/// Bounded, so a flood of writes waits instead of growing memory.
+const QUEUE: usize = 4096;
+
+pub fn spawn(conn: Connection, max_batch: usize) -> Result<WriterHandle> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(conn, rx, max_batch.max(1)))
+        .map_err(|_| StoreError::Closed)?;
+    Ok(WriterHandle { tx })
+}
+
+impl WriterHandle {
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let out = in_savepoint(conn, f);
+            Box::new(move |committed: std::result::Result<(), String>| {
+                let out = match committed {
+                    Ok(()) => out,
+                    Err(msg) => Err(StoreError::CommitFailed(msg)),
+                };
+                // The caller may have gone away; its result is then simply dropped.
+                let _ = reply.send(out);
+            })
+        });
+        self.tx
+            .send(Msg::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    while closing.is_none() {
+        match rx.blocking_recv() {
+            Some(Msg::Job(j)) => batch.push(j),
+            Some(Msg::Close(done)) => closing = Some(done),
+            None => break,
+        }
+        while batch.len() < max_batch && closing.is_none() {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Close(done)) => closing = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&conn, &mut batch);
+        }
+    }
+    // Anything queued behind the close request is refused: its sender sees Closed.
+    drop(rx);
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+/// Runs the jobs in one transaction and answers them only after `COMMIT` returned,
+/// so an acknowledged write is on disk.
+fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
+    let n = batch.len();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(error = %e, "store: cannot begin a transaction");
+        batch.clear(); // dropping the jobs drops their reply senders: callers see Closed
+        return;
+    }
+    let replies: Vec<Reply> = batch.drain(..).map(|job| job(conn)).collect();
+    let outcome = conn.execute_batch("COMMIT").map_err(|e| {
+        tracing::error!(error = %e, jobs = n, "store: commit failed");
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    });
+    for reply in replies {
+        reply(outcome.clone());
+    }
+}

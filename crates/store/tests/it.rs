@@ -1,0 +1,188 @@
+//! Store tests against real SQLite files in temporary directories.
+
+use starling_core::{Identity, Post, PostContent, Timestamp};
+use starling_store::{Cursor, Inserted, Store, StoreConfig, StoreError};
+
+const NOW: u64 = 1_767_225_600_000;
+const HOUR: u64 = 3_600_000;
+
+fn post(id: &Identity, seq: u64, ms: u64, life: u64, body: &str) -> Post {
+    Post::sign(
+        PostContent {
+            author: id.author(),
+            seq,
+            ts: Timestamp::from_parts(ms, 0),
+            expires_at: ms + life,
+            body: body.into(),
+            repost_of: None,
+        },
+        id,
+    )
+    .unwrap()
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("starling.db"), StoreConfig::default()).unwrap()
+}
+
+#[tokio::test]
+async fn insert_detects_duplicates_and_equivocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = Identity::from_secret_bytes([1; 32]);
+    let p1 = post(&a, 1, NOW, HOUR, "one");
+    let p1b = post(&a, 1, NOW, HOUR, "another one");
+    let r = store
+        .insert_posts(vec![p1.clone(), p1.clone(), p1b], NOW)
+        .await
+        .unwrap();
+    assert_eq!(r[0], Inserted::New);
+    assert_eq!(r[1], Inserted::Duplicate);
+    assert_eq!(r[2], Inserted::Conflict(Box::new(p1.clone())));
+    assert_eq!(store.post(a.author(), 1).await.unwrap(), Some(p1));
+}
+
+#[tokio::test]
+async fn timeline_is_newest_first_and_pages_by_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = Identity::from_secret_bytes([1; 32]);
+    let b = Identity::from_secret_bytes([2; 32]);
+    let mut posts = Vec::new();
+    for i in 0..10u64 {
+        posts.push(post(&a, i + 1, NOW + i * 10, HOUR, &format!("a{i}")));
+        // Same millisecond as a's: the order falls back to (author, seq).
+        posts.push(post(&b, i + 1, NOW + i * 10, HOUR, &format!("b{i}")));
+    }
+    store.insert_posts(posts, NOW).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.timeline(NOW + 1000, 3, cursor).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = Some(Cursor::of(&page.last().unwrap().post));
+        seen.extend(page.into_iter().map(|s| s.post));
+    }
+    assert_eq!(seen.len(), 20);
+    let keys: Vec<_> = seen.iter().map(|p| (p.ts, p.author, p.seq)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|x, y| y.cmp(x));
+    assert_eq!(keys, sorted, "timeline must be strictly newest first");
+    sorted.dedup();
+    assert_eq!(sorted.len(), 20, "no post twice across pages");
+
+    let text = cursor.unwrap().to_string();
+    assert_eq!(text.parse::<Cursor>().unwrap(), cursor.unwrap());
+    assert!("zz-1-x".parse::<Cursor>().is_err());
+}
+
+#[tokio::test]
+async fn expiry_archive_sync_ranges_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let me = Identity::from_secret_bytes([1; 32]);
+    let other = Identity::from_secret_bytes([2; 32]);
+    store
+        .insert_posts(
+            vec![
+                post(&me, 1, NOW, 1000, "mine, short"),
+                post(&me, 2, NOW + 1, HOUR, "mine, long"),
+                post(&other, 1, NOW, 1000, "theirs, short"),
+                post(&other, 2, NOW + 2, HOUR, "theirs, long"),
+            ],
+            NOW,
+        )
+        .await
+        .unwrap();
+    let later = NOW + 5000;
+    let tl: Vec<String> = store
+        .timeline(later, 50, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.post.body.clone())
+        .collect();
+    assert_eq!(tl, ["theirs, long", "mine, long"]);
+
+    // Sync never serves expired posts.
+    let range = store
+        .posts_after(other.author(), 0, later, 10)
+        .await
+        .unwrap();
+    assert_eq!(range.iter().map(|p| p.seq).collect::<Vec<_>>(), [2]);
+
+    assert_eq!(
+        store.delete_expired(later, me.author(), 100).await.unwrap(),
+        1
+    );
+    assert_eq!(store.post(other.author(), 1).await.unwrap(), None);
+    let archive = store
+        .expired_posts_of(me.author(), later, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(archive.len(), 1);
+    assert_eq!(archive[0].post.body, "mine, short");
+    assert_eq!(store.post_counts(later).await.unwrap(), (3, 2));
+    assert_eq!(store.head(me.author()).await.unwrap().unwrap().seq, 2);
+}
+
+#[tokio::test]
+async fn concurrent_writes_are_batched_and_all_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = Identity::from_secret_bytes([3; 32]);
+    let mut tasks = Vec::new();
+    for seq in 1..=300u64 {
+        let store = store.clone();
+        let p = post(&a, seq, NOW + seq, HOUR, "x");
+        tasks.push(tokio::spawn(async move {
+            store.insert_posts(vec![p], NOW).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), vec![Inserted::New]);
+    }
+    store.close().await;
+    // Reopen: everything is there and the file is sound.
+    let store = open(&dir);
+    assert_eq!(store.post_counts(NOW).await.unwrap().0, 300);
+    assert!(store.integrity_check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_job_does_not_undo_its_batch_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let bad = store.write(|c| {
+        c.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", [])?;
+        c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+        Ok(())
+    });
+    let good = store.set_meta("other", b"yes".to_vec());
+    let (bad, good) = tokio::join!(bad, good);
+    assert!(matches!(bad, Err(StoreError::Sqlite(_))));
+    good.unwrap();
+    assert_eq!(store.meta("other").await.unwrap(), Some(b"yes".to_vec()));
+    assert_eq!(store.meta("k").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("starling.db");
+    {
+        let store = open(&dir);
+        store.close().await;
+    }
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.pragma_update(None, "user_version", 999).unwrap();
+    drop(c);
+    match Store::open(&path, StoreConfig::default()) {
+        Err(StoreError::TooNew { found: 999, .. }) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+}
