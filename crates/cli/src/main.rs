@@ -1,0 +1,217 @@
+//! `starling`: the one binary. Parses flags, sets up logging, and hands over to the
+//! daemon (`up`) or to a client command talking to the daemon's local API.
+//!
+//! Layout: [`args`] (flags), [`daemon`] (`up`), [`api`] (HTTP API served by `up`),
+//! [`client`] (HTTP client of the other commands), [`output`] (text for people).
+
+mod api;
+mod args;
+mod client;
+mod daemon;
+mod output;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Serialize;
+use starling_node::{PostView, Profile, Status, TimelinePage, WhoAmI};
+use tracing_subscriber::EnvFilter;
+
+use crate::api::NewPost;
+use crate::args::{Cli, Command, PageArgs};
+use crate::client::Client;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = if matches!(cli.command, Command::Up(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`starling timeline | head`) is not an error.
+            if e.chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The profile directory: `--data-dir`, else `--profile NAME` or `default` under the
+/// platform's data directory (e.g. `~/.local/share/starling/profiles/default`).
+fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &cli.data_dir {
+        return Ok(d.clone());
+    }
+    let name = cli.profile.as_deref().unwrap_or("default");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!("profile name {name:?} may contain only letters, digits, _ and -");
+    }
+    let dirs = directories::ProjectDirs::from("", "", "starling")
+        .context("cannot find a home directory: pass --data-dir")?;
+    Ok(dirs.data_dir().join("profiles").join(name))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = data_dir(&cli)?;
+    let runtime = if matches!(cli.command, Command::Up(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(dispatch(cli, dir))
+}
+
+fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = if json {
+        serde_json::to_string_pretty(value)?
+    } else {
+        human(value)
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    starling_node::clock::system_ms()
+}
+
+fn page_query(p: &PageArgs) -> String {
+    let mut q = format!("?limit={}", p.limit);
+    if let Some(b) = &p.before {
+        q.push_str("&before=");
+        q.push_str(&percent_encode(b));
+    }
+    q
+}
+
+/// Cursors are `[0-9a-zA-Z-]`, but encode anything else a user might type.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn dispatch(cli: Cli, dir: PathBuf) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Init { name } => {
+            let profile = Profile::create(&dir, &name, now_ms())?;
+            #[derive(Serialize)]
+            struct Created {
+                handle: String,
+                peer_id: String,
+                fingerprint: String,
+                data_dir: String,
+            }
+            let created = Created {
+                handle: profile.handle.to_string(),
+                peer_id: profile.identity.author().to_string(),
+                fingerprint: profile.identity.author().fingerprint(),
+                data_dir: dir.display().to_string(),
+            };
+            print(json, &created, |c| {
+                format!(
+                    "Created profile @{} in {}\nkey:         {}\nfingerprint: {}\nStart your node with: starling --data-dir {} up",
+                    c.handle, c.data_dir, c.peer_id, c.fingerprint, c.data_dir
+                )
+            })
+        }
+        Command::Up(args) => daemon::up(&dir, args).await,
+        Command::Post { text } => {
+            let body = if text.is_empty() || text == ["-"] {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("cannot read the post from standard input")?;
+                s.trim_end_matches('\n').to_string()
+            } else {
+                text.join(" ")
+            };
+            let client = Client::for_profile(&dir)?;
+            let p: PostView = client.post("/posts", &NewPost { body }).await?;
+            print(json, &p, |p| {
+                format!(
+                    "Posted #{} (expires {})",
+                    p.seq,
+                    output::relative(p.expires_at, now_ms())
+                )
+            })
+        }
+        Command::Timeline(page) => {
+            let client = Client::for_profile(&dir)?;
+            let t: TimelinePage = client
+                .get(&format!("/timeline{}", page_query(&page)))
+                .await?;
+            print(json, &t, |t| {
+                output::timeline(
+                    t,
+                    now_ms(),
+                    "Your timeline is empty: post something!",
+                    "starling timeline",
+                )
+            })
+        }
+        Command::Archive(page) => {
+            let client = Client::for_profile(&dir)?;
+            let t: TimelinePage = client
+                .get(&format!("/archive{}", page_query(&page)))
+                .await?;
+            print(json, &t, |t| output::archive(t, now_ms()))
+        }
+        Command::Repost { seq } => {
+            let client = Client::for_profile(&dir)?;
+            let p: PostView = client
+                .post(&format!("/archive/{seq}/repost"), &serde_json::json!({}))
+                .await?;
+            print(json, &p, |p| format!("Reposted #{seq} as #{}", p.seq))
+        }
+        Command::Whoami => {
+            let client = Client::for_profile(&dir)?;
+            let w: WhoAmI = client.get("/whoami").await?;
+            print(json, &w, output::whoami)
+        }
+        Command::Status => {
+            let client = Client::for_profile(&dir)?;
+            let s: Status = client.get("/status").await?;
+            print(json, &s, output::status)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Text for people: posts, pages, identity and status.
+
+use std::fmt::Write;
+
+use starling_node::{PostView, Status, TimelinePage, WhoAmI};
+
+/// "just now", "42s ago", "5m ago", "3h ago", "2d ago"; "in 5m" for the future.
+pub fn relative(ms: u64, now_ms: u64) -> String {
+    let (d, future) = if ms > now_ms {
+        (ms - now_ms, true)
+    } else {
+        (now_ms - ms, false)
+    };
+    let s = d / 1000;
+    let amount = match s {
+        0..=4 if !future => return "just now".into(),
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    };
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+fn who(p: &PostView) -> String {
+    match &p.handle {
+        Some(h) => format!("@{h}"),
+        None => p.author.to_string(),
+    }
+}
+
+pub fn post_line(p: &PostView, now_ms: u64) -> String {
+    let mut s = format!(
+        "{} ({}) · #{} · {}",
+        who(p),
+        p.fingerprint,
+        p.seq,
+        relative(p.ts_ms, now_ms)
+    );
+    if let Some(r) = &p.repost_of {
+        let _ = write!(s, " · reposted from #{}", r.seq);
+    }
+    for line in p.body.lines() {
+        let _ = write!(s, "\n    {line}");
+    }
+    s
+}
+
+pub fn timeline(page: &TimelinePage, now_ms: u64, empty: &str, next_cmd: &str) -> String {
+    if page.posts.is_empty() {
+        return empty.to_string();
+    }
+    let mut out = String::new();
+    for p in &page.posts {
+        out.push_str(&post_line(p, now_ms));
+        out.push_str("\n\n");
+    }
+    if let Some(c) = &page.next_cursor {
+        let _ = writeln!(out, "more: {next_cmd} --before {c}");
+    }
+    out.trim_end().to_string()
+}
+
+pub fn archive(page: &TimelinePage, now_ms: u64) -> String {
+    if page.posts.is_empty() {
+        return "Your archive is empty: posts land here when they expire.".into();
+    }
+    let mut out = String::new();
+    for p in &page.posts {
+        out.push_str(&post_line(p, now_ms));
+        let _ = write!(
+            out,
+            "\n    (expired {}; repost with: starling repost {})\n\n",
+            relative(p.expires_at, now_ms),
+            p.seq
+        );
+    }
+    if let Some(c) = &page.next_cursor {
+        let _ = writeln!(out, "more: starling archive --before {c}");
+    }
+    out.trim_end().to_string()
+}
+
+pub fn whoami(w: &WhoAmI) -> String {
+    format!(
+        "@{}\nkey:         {}\nfingerprint: {}\nprofile:     {}",
+        w.handle, w.peer_id, w.fingerprint, w.data_dir
+    )
+}
+
+pub fn status(s: &Status) -> String {
+    let clock = match (&s.clock.ntp.server, &s.clock.ntp.last_error) {
+        _ if s.clock.ntp.servers.is_empty() => {
+            "system clock (no SNTP server configured)".to_string()
+        }
+        (Some(server), None) => format!("offset {:+.1} ms (SNTP {server})", s.clock.offset_ms),
+        (_, Some(err)) => format!(
+            "offset {:+.1} ms (last SNTP round failed: {err})",
+            s.clock.offset_ms
+        ),
+        (None, None) => "waiting for the first SNTP answer".to_string(),
+    };
+    format!(
+        "@{} ({})\nversion:   {}\nuptime:    {}s\nposts:     {} stored, {} live; your newest is #{}\npost life: {}\nclock:     {}",
+        s.handle,
+        s.peer_id,
+        s.version,
+        s.uptime_secs,
+        s.posts_stored,
+        s.posts_live,
+        s.head_seq,
+        humantime::format_duration(std::time::Duration::from_secs_f64(s.post_ttl_secs)),
+        clock
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn relative_times() {
+        let now = 1_000_000_000;
+        assert_eq!(relative(now, now), "just now");
+        assert_eq!(relative(now - 42_000, now), "42s ago");
+        assert_eq!(relative(now - 300_000, now), "5m ago");
+        assert_eq!(relative(now - 3 * 3_600_000, now), "3h ago");
+        assert_eq!(relative(now - 2 * 86_400_000, now), "2d ago");
+        assert_eq!(relative(now + 86_399_000, now), "in 23h");
+    }
+}

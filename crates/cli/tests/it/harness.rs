@@ -1,0 +1,225 @@
+//! Test harness: profiles in temporary directories, daemons as child processes that
+//! are always stopped, HTTP calls to their API, and deadline-bounded waits.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_starling");
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One user's profile in its own temporary directory.
+pub struct Profile {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Profile {
+    /// `starling init --name <handle>` in a fresh directory.
+    pub fn init(handle: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(handle);
+        let p = Self {
+            dir,
+            _tmp: Some(tmp),
+        };
+        let out = p.cli(&["init", "--name", handle]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        p
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(&self.dir);
+        c.env_remove("STARLING_DATA_DIR")
+            .env_remove("STARLING_PROFILE");
+        c
+    }
+
+    /// Runs a client command to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run starling")
+    }
+
+    /// Runs a client command with `--json` and parses its output; panics on failure.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "starling {args:?} failed: {}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// Starts `starling up` on a free port and waits until its API answers.
+    pub async fn up(&self, extra: &[&str]) -> Daemon {
+        let log = self.dir.join("daemon.log");
+        let child = self
+            .command()
+            .args(["up", "--api-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(self.dir.join("daemon.err")).unwrap())
+            .spawn()
+            .expect("spawn starling up");
+        let mut d = Daemon {
+            child,
+            url: String::new(),
+            token: std::fs::read_to_string(self.dir.join("api.token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        };
+        let dir = self.dir.clone();
+        let pid = d.child.id();
+        d.url = wait_for("the daemon's api.json", Duration::from_secs(30), || {
+            let dir = dir.clone();
+            async move {
+                let v: Value =
+                    serde_json::from_slice(&std::fs::read(dir.join("api.json")).ok()?).ok()?;
+                (v["pid"].as_u64()? == pid as u64).then(|| v["url"].as_str().unwrap().to_string())
+            }
+        })
+        .await;
+        let probe = d.clone_client();
+        wait_for("the API to answer", Duration::from_secs(30), || {
+            let probe = probe.clone();
+            async move {
+                probe
+                    .get("/api/v1/whoami")
+                    .await
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+            }
+        })
+        .await;
+        d
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A running daemon; killed when dropped, whatever happened.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+/// Just what is needed to call the API, cloneable into tasks.
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn get(&self, path: &str) -> reqwest::Result<(u16, Value)> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+impl Daemon {
+    pub fn clone_client(&self) -> Api {
+        Api {
+            url: self.url.clone(),
+            token: self.token.clone(),
+            http: self.http.clone(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.clone_client().get(path).await.expect("API reachable")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.clone_client()
+            .post(path, body)
+            .await
+            .expect("API reachable")
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit (SIGKILL after the deadline).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                panic!("daemon did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

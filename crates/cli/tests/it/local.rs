@@ -1,0 +1,335 @@
+//! One node on its own: posting, timeline, expiry, archive, repost, durability, and
+//! bad input, through the real binary and its HTTP API.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Profile, stderr, stdout, wait_for};
+
+fn bodies(page: &Value) -> Vec<String> {
+    page["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_timeline_expiry_archive_and_repost() {
+    let alice = Profile::init("alice");
+    let mut daemon = alice.up(&["--post-ttl", "2s", "--gc-interval", "1s"]).await;
+
+    for text in ["first", "second", "third"] {
+        let out = alice.cli(&["post", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).starts_with("Posted #"), "{}", stdout(&out));
+    }
+    let tl = alice.cli_json(&["timeline"]);
+    assert_eq!(bodies(&tl), ["third", "second", "first"]);
+    let seqs: Vec<u64> = tl["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 2, 1]);
+    assert_eq!(tl["posts"][0]["handle"], "alice");
+    // Human output lists them newest first too.
+    let text = stdout(&alice.cli(&["timeline"]));
+    let (i3, i1) = (text.find("third").unwrap(), text.find("first").unwrap());
+    assert!(i3 < i1, "{text}");
+
+    // Paging with the cursor.
+    let page1 = alice.cli_json(&["timeline", "--limit", "2"]);
+    assert_eq!(bodies(&page1), ["third", "second"]);
+    let cursor = page1["next_cursor"].as_str().unwrap().to_string();
+    let page2 = alice.cli_json(&["timeline", "--limit", "2", "--before", &cursor]);
+    assert_eq!(bodies(&page2), ["first"]);
+
+    // After the 2 s lifetime the posts leave the timeline and fill the archive.
+    wait_for("posts to expire", Duration::from_secs(20), || async {
+        bodies(&alice.cli_json(&["timeline"]))
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let archive = alice.cli_json(&["archive"]);
+    assert_eq!(bodies(&archive), ["third", "second", "first"]);
+    assert!(stdout(&alice.cli(&["archive"])).contains("starling repost 1"));
+
+    // Repost #2: a new post (seq 4) naming the original, back in the timeline.
+    let rp = alice.cli_json(&["repost", "2"]);
+    assert_eq!(rp["seq"], 4);
+    assert_eq!(rp["body"], "second");
+    assert_eq!(rp["repost_of"]["seq"], 2);
+    let tl = alice.cli_json(&["timeline"]);
+    assert_eq!(bodies(&tl), ["second"]);
+    assert_eq!(tl["posts"][0]["seq"], 4);
+    assert!(stdout(&alice.cli(&["timeline"])).contains("reposted from #2"));
+
+    // A post that is not archived (#4 is live) or does not exist cannot be reposted.
+    let out = alice.cli(&["repost", "4"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has not expired yet"),
+        "{}",
+        stderr(&out)
+    );
+    let out = alice.cli(&["repost", "99"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not in your archive"),
+        "{}",
+        stderr(&out)
+    );
+
+    let st = alice.cli_json(&["status"]);
+    assert_eq!(st["head_seq"], 4);
+    assert_eq!(st["handle"], "alice");
+    let who = alice.cli_json(&["whoami"]);
+    assert!(who["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+
+    assert!(daemon.stop().success());
+    // Stopped cleanly: the endpoint file is gone and clients say so.
+    let out = alice.cli(&["timeline"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no daemon running for this profile"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_posts_survive_kill_9() {
+    let alice = Profile::init("alice");
+    let mut daemon = alice.up(&[]).await;
+    let api = daemon.clone_client();
+
+    // 500 posts, 10 in flight at a time (so the writer batches them), each
+    // acknowledged before the next of its lane.
+    let mut lanes = Vec::new();
+    for lane in 0..10 {
+        let api = api.clone();
+        lanes.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..50 {
+                let (s, v) = api
+                    .post(
+                        "/api/v1/posts",
+                        &json!({ "body": format!("post {lane}-{i}") }),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(s, 201, "{v}");
+                acked.push(v["seq"].as_u64().unwrap());
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for l in lanes {
+        acked.extend(l.await.unwrap());
+    }
+    daemon.kill9(); // right after the last acknowledgement
+    acked.sort();
+    assert_eq!(acked, (1..=500).collect::<Vec<u64>>());
+
+    // The database on disk: sound, and holding all 500.
+    let db = rusqlite::Connection::open(alice.dir.join("starling.db")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM posts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 500);
+    drop(db);
+
+    // Restarted, the node serves them all and continues the sequence.
+    let daemon = alice.up(&[]).await;
+    let (_, st) = daemon.get("/api/v1/status").await;
+    assert_eq!(st["posts_stored"], 500);
+    assert_eq!(st["head_seq"], 500);
+    let (s, p) = daemon
+        .post("/api/v1/posts", &json!({ "body": "after the crash" }))
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(p["seq"], 501);
+    let mut seen = 0;
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = daemon
+            .get(&format!("/api/v1/timeline?limit=200&before={cursor}"))
+            .await;
+        seen += page["posts"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 501);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
+    // A bad handle, at init.
+    let tmp = tempfile::tempdir().unwrap();
+    for (bad, expect) in [
+        ("Al", "only lowercase a-z"),
+        ("a", "too short"),
+        ("al-ice", "only lowercase a-z"),
+    ] {
+        let out = std::process::Command::new(crate::harness::BIN)
+            .args(["--data-dir"])
+            .arg(tmp.path().join("x"))
+            .args(["init", "--name", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(expect), "{bad}: {}", stderr(&out));
+    }
+    let long = "x".repeat(41);
+    let out = std::process::Command::new(crate::harness::BIN)
+        .arg("--data-dir")
+        .arg(tmp.path().join("y"))
+        .args(["init", "--name", &long])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("41 characters long"),
+        "{}",
+        stderr(&out)
+    );
+
+    let alice = Profile::init("alice");
+    // An existing profile.
+    let out = alice.cli(&["init", "--name", "alice"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    // No daemon yet.
+    let out = alice.cli(&["post", "hello"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no daemon running"),
+        "{}",
+        stderr(&out)
+    );
+
+    let daemon = alice.up(&[]).await;
+    // A second daemon on the same profile is refused.
+    let out = alice.cli(&["up", "--api-addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    // Empty and 281-character posts, through the CLI and the API.
+    let out = alice.cli(&["post", ""]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("a post cannot be empty"));
+    let out = alice.cli(&["post", &"a".repeat(281)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("at most 280 characters; this one has 281"),
+        "{}",
+        stderr(&out)
+    );
+    let (s, v) = daemon.post("/api/v1/posts", &json!({"body": "   "})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("empty_body")));
+    let (s, v) = daemon
+        .post("/api/v1/posts", &json!({"body": "é".repeat(281)}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("body_too_long"))
+    );
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = |p: &str| format!("{}{p}", daemon.url);
+    // Missing and wrong tokens.
+    let r = http
+        .post(url("/api/v1/posts"))
+        .json(&json!({"body": "sneaky"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing API token")
+    );
+    let r = http
+        .get(url("/api/v1/timeline"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A foreign Host header (DNS rebinding), even with the token.
+    let r = http
+        .get(url("/api/v1/whoami"))
+        .bearer_auth(&daemon.token)
+        .header("Host", "evil.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Malformed JSON, a wrong field, a wrong content type, an oversized body.
+    for (body, ctype) in [
+        ("{\"body\": ", "application/json"),
+        ("{\"text\": \"hi\"}", "application/json"),
+        ("{\"body\": \"hi\"}", "text/plain"),
+    ] {
+        let r = http
+            .post(url("/api/v1/posts"))
+            .bearer_auth(&daemon.token)
+            .header("Content-Type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert!((400..500).contains(&status), "{body}: {status} {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let r = http
+        .post(url("/api/v1/posts"))
+        .bearer_auth(&daemon.token)
+        .header("Content-Type", "application/json")
+        .body(format!("{{\"body\": \"{}\"}}", "a".repeat(100_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Bad paging parameters and an unknown route.
+    let (s, v) = daemon.get("/api/v1/timeline?before=garbage").await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid cursor")
+    );
+    let (s, _) = daemon.get("/api/v1/timeline?limit=0").await;
+    assert_eq!(s, 400);
+    let (s, _) = daemon.get("/api/v1/timeline?limit=abc").await;
+    assert_eq!(s, 400);
+    let (s, _) = daemon.post("/api/v1/archive/abc/repost", &json!({})).await;
+    assert_eq!(s, 400);
+    let (s, _) = daemon.get("/api/v1/nope").await;
+    assert_eq!(s, 404);
+
+    // Through all of it the daemon kept serving.
+    let (s, p) = daemon
+        .post("/api/v1/posts", &json!({"body": "still here"}))
+        .await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["seq"], 1);
+    assert_eq!(bodies(&alice.cli_json(&["timeline"])), ["still here"]);
+}

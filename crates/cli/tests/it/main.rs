@@ -1,0 +1,5 @@
+//! End-to-end tests of the real `starling` binary: real processes, real sockets on
+//! 127.0.0.1, real SQLite files in temporary directories.
+
+mod harness;
+mod local;

@@ -1,0 +1,150 @@
+//! The node's clock: the system clock, corrected by an offset measured with SNTP,
+//! under a hybrid logical clock. Posting reads an atomic offset and never waits for
+//! the network; the SNTP task updates the offset in the background and, when no
+//! server answers, simply keeps the last one.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use starling_core::hlc::ClockError;
+use starling_core::{Hlc, Timestamp};
+use tokio_util::sync::CancellationToken;
+
+use crate::sntp;
+
+/// What the SNTP task last did, for `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NtpStatus {
+    pub servers: Vec<String>,
+    /// The server of the last accepted measurement.
+    pub server: Option<String>,
+    /// Unix ms of the last accepted measurement.
+    pub synced_at: Option<u64>,
+    pub delay_ms: Option<f64>,
+    /// Why the last round failed, if it did.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_us: AtomicI64,
+    hlc: Mutex<Hlc>,
+    ntp: Mutex<NtpStatus>,
+}
+
+/// The uncorrected system clock, in Unix ms.
+pub fn system_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Corrected wall-clock time, Unix ms.
+    pub fn now_ms(&self) -> u64 {
+        let offset_ms = self.offset_us.load(Ordering::Relaxed) / 1000;
+        system_ms().saturating_add_signed(offset_ms)
+    }
+
+    /// A fresh HLC timestamp, greater than any issued or observed before.
+    pub fn stamp(&self) -> Timestamp {
+        let now = self.now_ms();
+        self.hlc.lock().expect("hlc poisoned").now(now)
+    }
+
+    /// Moves the HLC past a timestamp received from someone else, unless it lies
+    /// more than `max_skew_ms` ahead of us.
+    pub fn observe(&self, ts: Timestamp, max_skew_ms: u64) -> Result<(), ClockError> {
+        let now = self.now_ms();
+        self.hlc
+            .lock()
+            .expect("hlc poisoned")
+            .observe(ts, now, max_skew_ms)
+    }
+
+    /// Makes sure future stamps come after `ts` (our newest stored timestamp), even
+    /// if the system clock went back while the node was down.
+    pub fn start_after(&self, ts: Timestamp) {
+        let mut hlc = self.hlc.lock().expect("hlc poisoned");
+        if ts > hlc.last() {
+            *hlc = Hlc::starting_after(ts);
+        }
+    }
+
+    /// Server time minus system time, in ms.
+    pub fn offset_ms(&self) -> f64 {
+        self.offset_us.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn set_offset_ms(&self, offset_ms: f64) {
+        self.offset_us
+            .store((offset_ms * 1000.0) as i64, Ordering::Relaxed);
+    }
+
+    pub fn ntp_status(&self) -> NtpStatus {
+        self.ntp.lock().expect("ntp status poisoned").clone()
+    }
+
+    /// One SNTP round: queries all servers in parallel and adopts the offset of the
+    /// answer with the smallest delay. Returns whether an offset was adopted.
+    pub async fn sync_once(&self, servers: &[String], timeout: Duration) -> bool {
+        let result = sntp::query_all(servers, timeout).await;
+        let mut st = self.ntp.lock().expect("ntp status poisoned");
+        st.servers = servers.to_vec();
+        match result {
+            Ok((server, sample)) => {
+                self.set_offset_ms(sample.offset_ms);
+                tracing::debug!(%server, offset_ms = sample.offset_ms, delay_ms = sample.delay_ms, "clock synchronised");
+                st.server = Some(server);
+                st.synced_at = Some(system_ms());
+                st.delay_ms = Some(sample.delay_ms);
+                st.last_error = None;
+                true
+            }
+            Err(errors) => {
+                let msg = errors
+                    .iter()
+                    .map(|(s, e)| format!("{s}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::debug!(error = %msg, "no SNTP server answered; keeping the last offset");
+                st.last_error = Some(if msg.is_empty() {
+                    "no servers configured".into()
+                } else {
+                    msg
+                });
+                false
+            }
+        }
+    }
+
+    /// Re-synchronises every `interval` until cancelled (first round at once). Does
+    /// nothing when no server is configured.
+    pub async fn run_sntp(
+        &self,
+        servers: Vec<String>,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) {
+        if servers.is_empty() {
+            return;
+        }
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    self.sync_once(&servers, Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+}

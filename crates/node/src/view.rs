@@ -1,0 +1,86 @@
+//! What the interfaces show: plain serialisable views of the node's state.
+
+use serde::{Deserialize, Serialize};
+use starling_core::{AuthorId, Post, PostRef};
+use starling_store::Cursor;
+
+use crate::clock::NtpStatus;
+
+/// A post as shown to people.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PostView {
+    pub author: AuthorId,
+    /// The author's handle, when known.
+    pub handle: Option<String>,
+    pub fingerprint: String,
+    pub seq: u64,
+    /// Creation time, Unix ms.
+    pub ts_ms: u64,
+    /// The full HLC timestamp (orders posts made in the same millisecond).
+    pub hlc: u64,
+    /// Unix ms after which the post leaves timelines.
+    pub expires_at: u64,
+    pub body: String,
+    /// Set on reposts: the original post.
+    pub repost_of: Option<PostRef>,
+    /// Whether this node's user wrote it.
+    pub mine: bool,
+    /// Pass as `before` to get the posts after this one.
+    pub cursor: String,
+}
+
+impl PostView {
+    pub fn new(post: &Post, handle: Option<String>, mine: bool) -> Self {
+        Self {
+            author: post.author,
+            handle,
+            fingerprint: post.author.fingerprint(),
+            seq: post.seq,
+            ts_ms: post.ts.millis(),
+            hlc: post.ts.0,
+            expires_at: post.expires_at,
+            body: post.body.clone(),
+            repost_of: post.repost_of,
+            mine,
+            cursor: Cursor::of(post).to_string(),
+        }
+    }
+}
+
+/// One page of the timeline or the archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimelinePage {
+    pub posts: Vec<PostView>,
+    /// Present when there may be more: pass it as `before`.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub peer_id: AuthorId,
+    pub handle: String,
+    pub fingerprint: String,
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClockStatus {
+    /// SNTP-measured correction applied to the system clock, ms.
+    pub offset_ms: f64,
+    pub ntp: NtpStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub peer_id: AuthorId,
+    pub handle: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    /// Posts held, all and unexpired.
+    pub posts_stored: u64,
+    pub posts_live: u64,
+    /// This user's newest post.
+    pub head_seq: u64,
+    pub post_ttl_secs: f64,
+    pub clock: ClockStatus,
+}

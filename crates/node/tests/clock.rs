@@ -1,0 +1,226 @@
+//! The clock against SNTP servers on loopback: a fake responder with a known skew,
+//! a silent one, none at all, and a real NTP server (chrony).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use starling_node::clock::Clock;
+use starling_node::sntp::{self, SntpError};
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+
+/// A fake SNTP server whose clock runs `skew_ms` ahead of ours. When `gate` is set,
+/// it answers only after the gate is opened.
+async fn fake_server(skew_ms: i64, gate: Option<Arc<Notify>>) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        // Bounded: a test never needs more than a few answers.
+        for _ in 0..16 {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            if n < 48 {
+                continue;
+            }
+            if let Some(g) = &gate {
+                g.notified().await;
+            }
+            let skewed = |t: SystemTime| {
+                if skew_ms >= 0 {
+                    t + Duration::from_millis(skew_ms as u64)
+                } else {
+                    t - Duration::from_millis((-skew_ms) as u64)
+                }
+            };
+            let mut reply = [0u8; 48];
+            reply[0] = 0x24; // version 4, mode 4 (server)
+            reply[1] = 2; // stratum
+            reply[24..32].copy_from_slice(&buf[40..48]); // origin = client's transmit
+            let t2 = sntp::to_ntp(skewed(SystemTime::now()));
+            reply[32..40].copy_from_slice(&t2.to_be_bytes());
+            let t3 = sntp::to_ntp(skewed(SystemTime::now()));
+            reply[40..48].copy_from_slice(&t3.to_be_bytes());
+            let _ = sock.send_to(&reply, from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn estimates_a_known_skew_within_a_few_ms() {
+    for skew in [3_500i64, -42_000, 0] {
+        let addr = fake_server(skew, None).await;
+        let clock = Clock::new();
+        assert!(
+            clock
+                .sync_once(&[addr.to_string()], Duration::from_secs(2))
+                .await
+        );
+        let err = (clock.offset_ms() - skew as f64).abs();
+        assert!(err < 5.0, "skew {skew}: estimated {} ms", clock.offset_ms());
+        // The corrected clock follows the server's.
+        let corrected = clock.now_ms() as i64;
+        let expected = starling_node::clock::system_ms() as i64 + skew;
+        assert!((corrected - expected).abs() < 10);
+        let st = clock.ntp_status();
+        assert_eq!(st.server.as_deref(), Some(addr.to_string().as_str()));
+        assert!(st.last_error.is_none());
+    }
+}
+
+#[tokio::test]
+async fn picks_the_answer_with_the_smallest_delay_and_ignores_dead_servers() {
+    let good = fake_server(1_000, None).await;
+    // A bound socket that never answers, and a port nobody listens on.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dead = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let clock = Clock::new();
+    let servers = vec![
+        silent.local_addr().unwrap().to_string(),
+        dead.to_string(),
+        good.to_string(),
+    ];
+    assert!(clock.sync_once(&servers, Duration::from_millis(500)).await);
+    assert!((clock.offset_ms() - 1_000.0).abs() < 5.0);
+}
+
+#[tokio::test]
+async fn keeps_the_last_offset_and_keeps_stamping_when_no_server_answers() {
+    let clock = Clock::new();
+    clock.set_offset_ms(250.0);
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let before = clock.stamp();
+    let ok = clock
+        .sync_once(
+            &[silent.local_addr().unwrap().to_string()],
+            Duration::from_millis(200),
+        )
+        .await;
+    assert!(!ok);
+    assert_eq!(clock.offset_ms(), 250.0);
+    assert!(clock.stamp() > before);
+    assert!(clock.ntp_status().last_error.unwrap().contains("no answer"));
+    // A server string without a port resolves to nothing (no lookup leaves the host).
+    assert!(matches!(
+        sntp::query("127.0.0.1", Duration::from_millis(500)).await,
+        Err(SntpError::Resolve(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_slow_server_never_blocks_stamping() {
+    let gate = Arc::new(Notify::new());
+    let addr = fake_server(2_000, Some(gate.clone())).await;
+    let clock = Arc::new(Clock::new());
+    let syncing = {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            clock
+                .sync_once(&[addr.to_string()], Duration::from_secs(10))
+                .await
+        })
+    };
+    // While the server holds its answer, the clock keeps issuing timestamps.
+    let mut last = clock.stamp();
+    for _ in 0..1000 {
+        let t = clock.stamp();
+        assert!(t > last);
+        last = t;
+    }
+    assert!(!syncing.is_finished());
+    gate.notify_one();
+    assert!(syncing.await.unwrap());
+    assert!((clock.offset_ms() - 2_000.0).abs() < 5.0);
+    // The jump forward shows in new stamps; none goes backwards.
+    assert!(clock.stamp() > last);
+}
+
+/// A real NTP server: chrony serving its local clock on a loopback port.
+struct Chrony {
+    child: Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Chrony {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chronyd_path() -> String {
+    for p in ["/usr/sbin/chronyd", "/sbin/chronyd", "/usr/bin/chronyd"] {
+        if std::path::Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    panic!("chronyd is not installed (Debian package `chrony`; .ci/run installs it)");
+}
+
+fn start_chrony() -> Chrony {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let conf = dir.path().join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\n\
+             pidfile {d}/chronyd.pid\ndriftfile {d}/drift\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    // -x: never touch the system clock; -d: stay in the foreground; -u root: the
+    // test owns the process, no privilege drop needed.
+    let child = Command::new(chronyd_path())
+        .args(["-x", "-d", "-u", "root", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chronyd");
+    Chrony {
+        child,
+        _dir: dir,
+        port,
+    }
+}
+
+#[tokio::test]
+async fn synchronises_against_a_real_ntp_server_on_loopback() {
+    let chrony = start_chrony();
+    let server = format!("127.0.0.1:{}", chrony.port);
+    let clock = Clock::new();
+    // chronyd needs a moment to bind; retry with a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !clock
+        .sync_once(std::slice::from_ref(&server), Duration::from_millis(500))
+        .await
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chronyd never answered: {:?}",
+            clock.ntp_status().last_error
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Same machine, same clock: the offset is (nearly) zero.
+    assert!(
+        clock.offset_ms().abs() < 5.0,
+        "offset {}",
+        clock.offset_ms()
+    );
+    let sample = sntp::query(&server, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(sample.stratum, 8, "chrony serves its `local stratum 8`");
+}
