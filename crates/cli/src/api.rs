@@ -21,7 +21,9 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use starling_core::PostError;
-use starling_node::{Node, NodeError, NodeEvent, PostView, Status, TimelinePage, WhoAmI};
+use starling_node::{
+    FollowView, Node, NodeError, NodeEvent, PostView, Status, TimelinePage, WhoAmI,
+};
 use starling_store::Cursor;
 
 /// Largest request body accepted (a post is at most 1,120 bytes of text).
@@ -46,6 +48,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/archive", get(archive))
         .route("/archive/{seq}/repost", post(repost))
         .route("/events", get(events))
+        .route("/follow", post(follow))
+        .route("/unfollow", post(unfollow))
+        .route("/followers", get(followers))
+        .route("/following", get(following))
+        .route("/register", post(register))
         .fallback(api_not_found)
         .layer(from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -117,7 +124,19 @@ impl From<NodeError> for ApiError {
             }
             NodeError::NotInArchive(_) => Self::new(StatusCode::NOT_FOUND, "not_in_archive", msg),
             NodeError::NotExpired(_) => Self::new(StatusCode::CONFLICT, "not_expired", msg),
-            NodeError::Config(_) | NodeError::Store(_) => {
+            NodeError::Handle(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_handle", msg),
+            NodeError::BadTarget(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_target", msg)
+            }
+            NodeError::UnknownHandle(_) => Self::new(StatusCode::NOT_FOUND, "unknown_handle", msg),
+            NodeError::HandleTaken { .. } => Self::new(StatusCode::CONFLICT, "handle_taken", msg),
+            NodeError::KeyChanged { .. } => Self::new(StatusCode::CONFLICT, "key_changed", msg),
+            NodeError::SelfFollow => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "self_follow", msg)
+            }
+            NodeError::NotFollowing(_) => Self::new(StatusCode::NOT_FOUND, "not_following", msg),
+            NodeError::Network(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "network", msg),
+            NodeError::Config(_) | NodeError::Store(_) | NodeError::Profile(_) => {
                 tracing::error!(error = %msg, "request failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
             }
@@ -298,6 +317,48 @@ async fn repost(
     Ok((StatusCode::CREATED, Json(st.node.repost(seq).await?)))
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Target {
+    /// A handle (`alice`, `@alice`) or a key (`12D3KooW...`).
+    pub target: String,
+}
+
+async fn follow(
+    State(st): State<ApiState>,
+    ApiJson(t): ApiJson<Target>,
+) -> ApiResult<Json<FollowView>> {
+    Ok(Json(st.node.follow(&t.target).await?))
+}
+
+async fn unfollow(
+    State(st): State<ApiState>,
+    ApiJson(t): ApiJson<Target>,
+) -> ApiResult<Json<FollowView>> {
+    Ok(Json(st.node.unfollow(&t.target).await?))
+}
+
+async fn followers(State(st): State<ApiState>) -> ApiResult<Json<Vec<FollowView>>> {
+    Ok(Json(st.node.followers_list().await?))
+}
+
+async fn following(State(st): State<ApiState>) -> ApiResult<Json<Vec<FollowView>>> {
+    Ok(Json(st.node.following_list().await?))
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// A new handle; absent: claim the current one.
+    pub handle: Option<String>,
+}
+
+async fn register(
+    State(st): State<ApiState>,
+    ApiJson(r): ApiJson<RegisterRequest>,
+) -> ApiResult<Json<WhoAmI>> {
+    st.node.register(r.handle.as_deref()).await?;
+    Ok(Json(st.node.whoami()))
+}
+
 /// Server-sent events: every post entering the timeline, as JSON.
 async fn events(State(st): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     use futures::StreamExt;
@@ -308,6 +369,7 @@ async fn events(State(st): State<ApiState>) -> Sse<impl Stream<Item = Result<Eve
             Ok(ev) => {
                 let name = match &ev {
                     NodeEvent::Post(_) => "post",
+                    NodeEvent::Follower(_) => "follower",
                 };
                 let data = serde_json::to_string(&ev).unwrap_or_default();
                 Event::default().event(name).data(data)

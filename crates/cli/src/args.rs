@@ -53,6 +53,20 @@ pub enum Command {
         /// The archived post's number (as shown by `starling archive`).
         seq: u64,
     },
+    /// Follow a user, by handle (`alice` or `@alice`) or key (`12D3KooW...`). Works
+    /// while they are offline.
+    Follow { target: String },
+    /// Stop following a user.
+    Unfollow { target: String },
+    /// Who follows you.
+    Followers,
+    /// Whom you follow (and whether they have acknowledged it yet).
+    Following,
+    /// Claim your handle in the network now, or switch to a new one.
+    Register {
+        /// A new handle (2-40 characters of a-z, 0-9 and _); default: your current one.
+        handle: Option<String>,
+    },
     /// Show this profile's identity.
     Whoami,
     /// Show the daemon's state.
@@ -69,28 +83,58 @@ pub struct PageArgs {
     pub before: Option<String>,
 }
 
-#[derive(Debug, Args, Clone)]
+/// Options of `starling up`. Each may also come from a TOML config file (the same
+/// names with `_` for `-`): `--config FILE`, or `<data dir>/config.toml` when present.
+/// Flags win over the file.
+#[derive(Debug, Args, Clone, Default)]
 pub struct UpArgs {
-    /// Where the local HTTP API and web UI listen (loopback only; port 0 picks one).
-    #[arg(long, default_value = "127.0.0.1:7420", env = "STARLING_API_ADDR")]
-    pub api_addr: SocketAddr,
+    /// A TOML file with these options (default: `<data dir>/config.toml` if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
-    /// Lifetime of your new posts (e.g. 24h, 90m, 5s).
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
-    pub post_ttl: Duration,
+    /// Where the local HTTP API and web UI listen (loopback only; port 0 picks one).
+    /// Default 127.0.0.1:7420.
+    #[arg(long, env = "STARLING_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
+
+    /// A peer-to-peer listen address; repeatable. Default: TCP and QUIC on port 7421
+    /// of every interface (`/ip4/0.0.0.0/tcp/7421`, `/ip4/0.0.0.0/udp/7421/quic-v1`).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+
+    /// A peer to join the network through (`/ip4/.../tcp/.../p2p/12D3KooW...`);
+    /// repeatable. Without any, this node is a bootstrap node itself.
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+
+    /// Run without network: a local node only.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// How often Kademlia refreshes its routing table (e.g. 5m), or `off`.
+    #[arg(long, value_name = "DURATION|off")]
+    pub dht_refresh: Option<String>,
+
+    /// Lifetime of your new posts (e.g. 24h, 90m, 5s). Default 24h.
+    #[arg(long, value_parser = parse_duration)]
+    pub post_ttl: Option<Duration>,
 
     /// An SNTP server (host:port) to correct the clock with; repeatable. None by default:
     /// the system clock is used as it is.
     #[arg(long = "ntp-server", value_name = "HOST:PORT")]
     pub ntp_servers: Vec<String>,
 
-    /// How often to query the SNTP servers.
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
-    pub ntp_interval: Duration,
+    /// How often to query the SNTP servers. Default 15m.
+    #[arg(long, value_parser = parse_duration)]
+    pub ntp_interval: Option<Duration>,
 
-    /// How often expired posts of others are deleted.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub gc_interval: Duration,
+    /// How often expired posts of others are deleted. Default 30s.
+    #[arg(long, value_parser = parse_duration)]
+    pub gc_interval: Option<Duration>,
+
+    /// How often the node re-announces itself and looks for new followers. Default 60s.
+    #[arg(long, value_parser = parse_duration)]
+    pub maintenance_interval: Option<Duration>,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

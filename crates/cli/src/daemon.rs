@@ -10,11 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use starling_node::profile::{ENDPOINT_FILE, LOCK_FILE};
-use starling_node::{Node, NodeConfig, Profile};
+use starling_node::{Node, Profile};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::args::UpArgs;
+use crate::settings::Settings;
 
 /// Where a running daemon listens: `<data dir>/api.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,36 +90,21 @@ impl Drop for DaemonLock {
     }
 }
 
-pub fn node_config(args: &UpArgs) -> NodeConfig {
-    NodeConfig {
-        post_ttl: args.post_ttl,
-        ntp_servers: args.ntp_servers.clone(),
-        ntp_interval: args.ntp_interval,
-        gc_interval: args.gc_interval,
-        ..NodeConfig::default()
-    }
-}
-
 pub async fn up(dir: &Path, args: UpArgs) -> anyhow::Result<()> {
     let profile = Profile::open(dir)?;
-    if !args.api_addr.ip().is_loopback() {
-        bail!(
-            "--api-addr {} is not a loopback address: the API is for this machine only (use 127.0.0.1)",
-            args.api_addr
-        );
-    }
+    let settings = Settings::resolve(dir, &args)?;
     let _lock = DaemonLock::acquire(dir)?;
     let token: Arc<str> = profile.api_token()?.into();
-    let listener = tokio::net::TcpListener::bind(args.api_addr)
+    let listener = tokio::net::TcpListener::bind(settings.api_addr)
         .await
         .with_context(|| {
             format!(
                 "cannot listen on {}: another program (or daemon) uses it; pick another with --api-addr 127.0.0.1:0",
-                args.api_addr
+                settings.api_addr
             )
         })?;
     let addr = listener.local_addr()?;
-    let node = Node::start(profile.clone(), node_config(&args)).await?;
+    let node = Node::start(profile.clone(), settings.node).await?;
 
     let shutdown = CancellationToken::new();
     let state = ApiState {
@@ -139,6 +125,14 @@ pub async fn up(dir: &Path, args: UpArgs) -> anyhow::Result<()> {
         endpoint.url,
         dir.display()
     );
+    if let Some(net) = node.net() {
+        let st = net.status().await?;
+        for a in &st.listen_addrs {
+            println!("  peers can bootstrap from: {a}");
+        }
+    } else {
+        println!("  network: off (--offline)");
+    }
     tracing::info!(api = %endpoint.url, "daemon started");
 
     let signal = shutdown.clone();

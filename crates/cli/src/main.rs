@@ -9,6 +9,7 @@ mod args;
 mod client;
 mod daemon;
 mod output;
+mod settings;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -17,10 +18,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Serialize;
-use starling_node::{PostView, Profile, Status, TimelinePage, WhoAmI};
+use starling_node::{FollowView, PostView, Profile, Status, TimelinePage, WhoAmI};
 use tracing_subscriber::EnvFilter;
 
-use crate::api::NewPost;
+use crate::api::{NewPost, RegisterRequest, Target};
 use crate::args::{Cli, Command, PageArgs};
 use crate::client::Client;
 
@@ -202,6 +203,50 @@ async fn dispatch(cli: Cli, dir: PathBuf) -> anyhow::Result<()> {
                 .post(&format!("/archive/{seq}/repost"), &serde_json::json!({}))
                 .await?;
             print(json, &p, |p| format!("Reposted #{seq} as #{}", p.seq))
+        }
+        Command::Follow { target } => {
+            let client = Client::for_profile(&dir)?;
+            let f: FollowView = client.post("/follow", &Target { target }).await?;
+            print(json, &f, |f| {
+                format!(
+                    "Following {}; they will be told as soon as they are reachable.",
+                    output::who_follow(f)
+                )
+            })
+        }
+        Command::Unfollow { target } => {
+            let client = Client::for_profile(&dir)?;
+            let f: FollowView = client.post("/unfollow", &Target { target }).await?;
+            print(json, &f, |f| {
+                format!("No longer following {}.", output::who_follow(f))
+            })
+        }
+        Command::Followers => {
+            let client = Client::for_profile(&dir)?;
+            let list: Vec<FollowView> = client.get("/followers").await?;
+            print(json, &list, |l| {
+                output::follow_list(l, now_ms(), "Nobody follows you yet.")
+            })
+        }
+        Command::Following => {
+            let client = Client::for_profile(&dir)?;
+            let list: Vec<FollowView> = client.get("/following").await?;
+            print(json, &list, |l| {
+                output::follow_list(
+                    l,
+                    now_ms(),
+                    "You follow nobody yet: starling follow <handle>",
+                )
+            })
+        }
+        Command::Register { handle } => {
+            let client = Client::for_profile(&dir)?;
+            let w: WhoAmI = client
+                .post("/register", &RegisterRequest { handle })
+                .await?;
+            print(json, &w, |w| {
+                format!("@{} is registered to your key.", w.handle)
+            })
         }
         Command::Whoami => {
             let client = Client::for_profile(&dir)?;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use starling_node::{PostView, Status, TimelinePage, WhoAmI};
+use starling_node::{FollowView, PostView, Status, TimelinePage, WhoAmI};
 
 /// "just now", "42s ago", "5m ago", "3h ago", "2d ago"; "in 5m" for the future.
 pub fn relative(ms: u64, now_ms: u64) -> String {
@@ -87,9 +87,38 @@ pub fn archive(page: &TimelinePage, now_ms: u64) -> String {
 
 pub fn whoami(w: &WhoAmI) -> String {
     format!(
-        "@{}\nkey:         {}\nfingerprint: {}\nprofile:     {}",
-        w.handle, w.peer_id, w.fingerprint, w.data_dir
+        "@{}\nhandle:      {}\nkey:         {}\nfingerprint: {}\nprofile:     {}",
+        w.handle, w.handle_state, w.peer_id, w.fingerprint, w.data_dir
     )
+}
+
+/// "@bob (ab12:cd34:ef56:7890)", or the key when the handle is unknown.
+pub fn who_follow(f: &FollowView) -> String {
+    match &f.handle {
+        Some(h) => format!("@{h} ({})", f.fingerprint),
+        None => format!("{} ({})", f.peer_id, f.fingerprint),
+    }
+}
+
+pub fn follow_list(list: &[FollowView], now_ms: u64, empty: &str) -> String {
+    if list.is_empty() {
+        return empty.to_string();
+    }
+    list.iter()
+        .map(|f| {
+            let mut line = format!(
+                "{}  {}  since {}",
+                who_follow(f),
+                f.peer_id,
+                relative(f.since_ms, now_ms)
+            );
+            if f.pending {
+                line.push_str("  [pending: not acknowledged yet]");
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn status(s: &Status) -> String {
@@ -104,18 +133,40 @@ pub fn status(s: &Status) -> String {
         ),
         (None, None) => "waiting for the first SNTP answer".to_string(),
     };
-    format!(
-        "@{} ({})\nversion:   {}\nuptime:    {}s\nposts:     {} stored, {} live; your newest is #{}\npost life: {}\nclock:     {}",
+    let mut out = format!(
+        "@{} ({})\nhandle:    {}\nversion:   {}\nuptime:    {}s\nposts:     {} stored, {} live; your newest is #{}\npost life: {}\nclock:     {}\nfollowing: {} ({} statements waiting for delivery)\nfollowers: {}",
         s.handle,
         s.peer_id,
+        s.handle_state,
         s.version,
         s.uptime_secs,
         s.posts_stored,
         s.posts_live,
         s.head_seq,
         humantime::format_duration(std::time::Duration::from_secs_f64(s.post_ttl_secs)),
-        clock
-    )
+        clock,
+        s.following,
+        s.outbox_pending,
+        s.followers,
+    );
+    match &s.network {
+        Some(n) => {
+            let _ = write!(
+                out,
+                "\nnetwork:   {} peers connected, {} in the routing table",
+                n.connected_peers, n.routing_table_size
+            );
+            for a in &n.listen_addrs {
+                let _ = write!(out, "\n  listening: {a}");
+            }
+        }
+        None => out.push_str("\nnetwork:   off"),
+    }
+    if !s.rejected.is_empty() {
+        let list: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = write!(out, "\nrejected:  {}", list.join(", "));
+    }
+    out
 }
 
 #[cfg(test)]

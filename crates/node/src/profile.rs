@@ -144,6 +144,23 @@ impl Profile {
         })
     }
 
+    /// Changes the profile's handle (after the network confirmed the new one).
+    pub fn set_handle(&mut self, handle: Handle) -> Result<(), ProfileError> {
+        let file = ProfileFile {
+            handle: handle.clone(),
+            peer_id: self.identity.author(),
+            created_at: self.created_at,
+        };
+        let json = serde_json::to_vec_pretty(&file).expect("profile serialises");
+        let path = self.dir.join(PROFILE_FILE);
+        let tmp = self.dir.join(format!("{PROFILE_FILE}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        write_private(&tmp, &json)?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.handle = handle;
+        Ok(())
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.join(DB_FILE)
     }

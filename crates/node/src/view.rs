@@ -1,5 +1,7 @@
 //! What the interfaces show: plain serialisable views of the node's state.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use starling_core::{AuthorId, Post, PostRef};
 use starling_store::Cursor;
@@ -55,12 +57,64 @@ pub struct TimelinePage {
     pub next_cursor: Option<String>,
 }
 
+/// Whether this user's handle is theirs in the network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum HandleState {
+    /// Not confirmed yet (no peers, or the claim is under way).
+    Pending { reason: String },
+    /// Claimed in the DHT by this key.
+    Registered,
+    /// Another key holds it: pick another handle with `starling register`.
+    Taken { by: AuthorId },
+    /// The network is off: nothing to claim.
+    Offline,
+}
+
+impl std::fmt::Display for HandleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandleState::Pending { reason } => write!(f, "pending ({reason})"),
+            HandleState::Registered => write!(f, "registered"),
+            HandleState::Taken { by } => write!(f, "taken by {by} ({})", by.fingerprint()),
+            HandleState::Offline => write!(f, "not claimed (network off)"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WhoAmI {
     pub peer_id: AuthorId,
     pub handle: String,
+    pub handle_state: HandleState,
     pub fingerprint: String,
     pub data_dir: String,
+}
+
+/// A user in a followers or following list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FollowView {
+    pub peer_id: AuthorId,
+    /// Their handle, when known and verified.
+    pub handle: Option<String>,
+    pub fingerprint: String,
+    /// Unix ms of the follow statement.
+    pub since_ms: u64,
+    /// In `following`: the followee has not acknowledged the statement yet (the
+    /// outbox keeps retrying).
+    pub pending: bool,
+}
+
+/// The network part of `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// Addresses others can bootstrap from.
+    pub listen_addrs: Vec<String>,
+    pub connected_peers: usize,
+    pub peers: Vec<String>,
+    pub routing_table_size: usize,
+    pub subscribed_topics: usize,
+    pub counters: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,4 +137,15 @@ pub struct Status {
     pub head_seq: u64,
     pub post_ttl_secs: f64,
     pub clock: ClockStatus,
+    pub handle_state: HandleState,
+    pub following: u64,
+    pub followers: u64,
+    /// Follow statements not yet acknowledged by their followee.
+    pub outbox_pending: u64,
+    /// Inputs refused, by reason (bad_signature, equivocation, from_future, ...).
+    pub rejected: BTreeMap<String, u64>,
+    /// Other counted events (posts received by gossip and sync, ignored messages, ...).
+    pub counters: BTreeMap<String, u64>,
+    /// `None` when the node runs without network.
+    pub network: Option<NetworkStatus>,
 }

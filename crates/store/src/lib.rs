@@ -7,12 +7,15 @@
 //!   so nothing acknowledged is lost when the process dies.
 //! - [`posts`]: post inserts (with duplicate and equivocation detection), the
 //!   timeline, the archive, sync ranges, and the garbage collector.
+//! - [`social`]: follow statements (ours, with their outbox state and catch-up
+//!   position; and our followers'), and handle pins (trust on first use).
 //!
 //! Reads use a small pool of read-only connections (WAL lets them run beside the
 //! writer). All calls are async and run SQLite on blocking threads.
 
 pub mod migrations;
 pub mod posts;
+pub mod social;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 pub use posts::{Cursor, Inserted, StoredPost};
+pub use social::{FollowerRow, FollowingRow, Pin};
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -9,7 +9,11 @@ use rusqlite::Connection;
 use crate::{Result, StoreError};
 
 /// `(number, sql)`, in order, starting at 1.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/0001_posts.sql"))];
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../migrations/0001_posts.sql")),
+    (2, include_str!("../migrations/0002_social.sql")),
+    (3, include_str!("../migrations/0003_dht.sql")),
+];
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

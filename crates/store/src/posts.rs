@@ -1,11 +1,12 @@
 //! Posts in the store: inserts with duplicate and equivocation detection, the
 //! timeline (cursor-paged, newest first), the archive, sync ranges, and GC.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use starling_core::{AuthorId, Post, Timestamp};
+use starling_core::{AuthorId, Post, PostRef, Timestamp};
 
 use crate::{Result, Store, StoreError};
 
@@ -235,6 +236,25 @@ impl Store {
                 .query_row(params![author.as_bytes(), seq as i64], |r| r.get(0))
                 .optional()?;
             raw.map(|r| decode_post(&r)).transpose()
+        })
+        .await
+    }
+
+    /// The stored bytes of each of `ids` that is held.
+    pub async fn posts_raw(&self, ids: Vec<PostRef>) -> Result<HashMap<PostRef, Vec<u8>>> {
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT raw FROM posts WHERE author = ?1 AND seq = ?2")?;
+            let mut out = HashMap::new();
+            for id in ids {
+                let raw: Option<Vec<u8>> = stmt
+                    .query_row(params![id.author.as_bytes(), id.seq as i64], |r| r.get(0))
+                    .optional()?;
+                if let Some(raw) = raw {
+                    out.insert(id, raw);
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -186,3 +186,131 @@ async fn a_newer_schema_is_refused() {
         Ok(_) => panic!("a newer schema must be refused"),
     }
 }
+
+fn follow(
+    by: &Identity,
+    of: &Identity,
+    following: bool,
+    ts: u64,
+) -> starling_core::FollowStatement {
+    starling_core::FollowStatement::sign(
+        starling_core::FollowContent {
+            follower: by.author(),
+            followee: of.author(),
+            following,
+            ts: Timestamp(ts),
+        },
+        by,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn follow_statements_latest_wins_and_outbox_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (me, bob) = (
+        Identity::from_secret_bytes([1; 32]),
+        Identity::from_secret_bytes([2; 32]),
+    );
+    assert!(
+        store
+            .put_following(follow(&me, &bob, true, 10), Some("bob".into()), NOW)
+            .await
+            .unwrap()
+    );
+    // An older statement never replaces a newer one.
+    assert!(
+        !store
+            .put_following(follow(&me, &bob, false, 5), None, NOW)
+            .await
+            .unwrap()
+    );
+    let row = store.following_of(bob.author()).await.unwrap().unwrap();
+    assert!(row.statement.following);
+    assert_eq!(row.handle.as_deref(), Some("bob"));
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    assert_eq!(store.outbox_due(NOW, 10).await.unwrap().len(), 1);
+    store
+        .outbox_failed(bob.author(), 10, NOW + 1000, "unreachable".into())
+        .await
+        .unwrap();
+    assert!(store.outbox_due(NOW, 10).await.unwrap().is_empty());
+    assert!(store.outbox_retry_now(bob.author()).await.unwrap());
+    store.outbox_delivered(bob.author(), 10, NOW).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+    // Posts after the catch-up position: the position moves over contiguous seqs.
+    let posts: Vec<Post> = [1u64, 2, 4]
+        .iter()
+        .map(|s| post(&bob, *s, NOW + s, HOUR, "x"))
+        .collect();
+    store.insert_posts(posts, NOW).await.unwrap();
+    assert_eq!(
+        store.advance_synced_seq(bob.author()).await.unwrap(),
+        (2, 4)
+    );
+    // Unfollow: a newer statement replaces it, delivery starts over.
+    assert!(
+        store
+            .put_following(follow(&me, &bob, false, 20), None, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(store.following(true).await.unwrap().is_empty());
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    // Followers: latest wins too.
+    assert!(
+        store
+            .put_follower(follow(&bob, &me, true, 30), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_follower(follow(&bob, &me, false, 25), NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.followers(true).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn pins_are_trust_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (a, b) = (
+        Identity::from_secret_bytes([1; 32]).author(),
+        Identity::from_secret_bytes([2; 32]).author(),
+    );
+    assert_eq!(
+        store.pin("alice".into(), a, NOW).await.unwrap(),
+        starling_store::Pin::New
+    );
+    assert_eq!(
+        store.pin("alice".into(), a, NOW).await.unwrap(),
+        starling_store::Pin::Same
+    );
+    assert_eq!(
+        store.pin("alice".into(), b, NOW).await.unwrap(),
+        starling_store::Pin::Conflict { pinned: a }
+    );
+    assert_eq!(store.pinned_key("alice".into()).await.unwrap(), Some(a));
+}
+
+#[tokio::test]
+async fn dht_records_survive_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .put_dht_record(b"k1".to_vec(), b"v1".to_vec(), NOW + 10)
+        .await
+        .unwrap();
+    store
+        .put_dht_record(b"k2".to_vec(), b"v2".to_vec(), NOW - 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dht_records(NOW).await.unwrap(),
+        vec![(b"k1".to_vec(), b"v1".to_vec(), NOW + 10)]
+    );
+}

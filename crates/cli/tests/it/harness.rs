@@ -36,10 +36,15 @@ impl Profile {
     pub fn init(handle: &str) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join(handle);
-        let p = Self {
-            dir,
-            _tmp: Some(tmp),
+        // STARLING_TEST_KEEP=1 keeps the profiles (and daemon logs) for a look after.
+        let tmp = if std::env::var_os("STARLING_TEST_KEEP").is_some() {
+            eprintln!("keeping {}", dir.display());
+            let _ = tmp.keep();
+            None
+        } else {
+            Some(tmp)
         };
+        let p = Self { dir, _tmp: tmp };
         let out = p.cli(&["init", "--name", handle]);
         assert!(out.status.success(), "init failed: {}", stderr(&out));
         p
@@ -75,14 +80,23 @@ impl Profile {
         serde_json::from_slice(&out.stdout).expect("JSON output")
     }
 
-    /// Starts `starling up` on a free port and waits until its API answers.
+    /// Starts `starling up` on free loopback ports (API and peer-to-peer) and waits
+    /// until its API answers.
     pub async fn up(&self, extra: &[&str]) -> Daemon {
         let log = self.dir.join("daemon.log");
+        let mut args = vec!["up", "--api-addr", "127.0.0.1:0"];
+        if !extra.contains(&"--offline") {
+            args.extend(["--listen", "/ip4/127.0.0.1/tcp/0", "--dht-refresh", "off"]);
+        }
         let child = self
             .command()
-            .args(["up", "--api-addr", "127.0.0.1:0"])
+            .args(&args)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("STARLING_TEST_LOG")
+                    .unwrap_or_else(|_| "info,starling_node=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(self.dir.join("daemon.err")).unwrap())
@@ -191,6 +205,47 @@ impl Daemon {
             .post(path, body)
             .await
             .expect("API reachable")
+    }
+
+    pub async fn status(&self) -> Value {
+        let (s, v) = self.get("/api/v1/status").await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// An address other nodes can bootstrap from.
+    pub async fn addr(&self) -> String {
+        self.status().await["network"]["listen_addrs"][0]
+            .as_str()
+            .expect("a listen address")
+            .to_string()
+    }
+
+    pub async fn peer_id(&self) -> String {
+        self.status().await["peer_id"].as_str().unwrap().to_string()
+    }
+
+    /// `(author, seq, body)` of the whole timeline, newest first.
+    pub async fn timeline(&self) -> Vec<(String, u64, String)> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (s, page) = self
+                .get(&format!("/api/v1/timeline?limit=500&before={cursor}"))
+                .await;
+            assert_eq!(s, 200, "{page}");
+            for p in page["posts"].as_array().unwrap() {
+                out.push((
+                    p["author"].as_str().unwrap().to_string(),
+                    p["seq"].as_u64().unwrap(),
+                    p["body"].as_str().unwrap().to_string(),
+                ));
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => return out,
+            }
+        }
     }
 
     /// SIGKILL, no chance to clean up.

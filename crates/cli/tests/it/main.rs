@@ -3,3 +3,5 @@
 
 mod harness;
 mod local;
+mod mallory;
+mod p2p;

@@ -1,0 +1,149 @@
+//! `starling up` settings: flags, over a TOML config file, over built-in defaults;
+//! validated into the node's configuration.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use starling_net::{Multiaddr, NetConfig};
+use starling_node::NodeConfig;
+
+use crate::args::{UpArgs, parse_duration};
+
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:7420";
+
+/// The config file: the same options as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub api_addr: Option<SocketAddr>,
+    pub listen: Option<Vec<String>>,
+    pub bootstrap: Option<Vec<String>>,
+    pub offline: Option<bool>,
+    pub dht_refresh: Option<String>,
+    pub post_ttl: Option<String>,
+    pub ntp_servers: Option<Vec<String>>,
+    pub ntp_interval: Option<String>,
+    pub gc_interval: Option<String>,
+    pub maintenance_interval: Option<String>,
+}
+
+/// Everything `up` needs, validated.
+pub struct Settings {
+    pub api_addr: SocketAddr,
+    pub node: NodeConfig,
+}
+
+fn duration(field: &str, s: &str) -> anyhow::Result<Duration> {
+    parse_duration(s).map_err(|e| anyhow::anyhow!("{field} = {s:?}: {e}"))
+}
+
+fn multiaddrs(field: &str, list: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().with_context(|| {
+                format!("{field}: {a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7421)")
+            })
+        })
+        .collect()
+}
+
+impl Settings {
+    pub fn resolve(dir: &Path, args: &UpArgs) -> anyhow::Result<Self> {
+        let file_path = args.config.clone().or_else(|| {
+            let p = dir.join("config.toml");
+            p.exists().then_some(p)
+        });
+        let file: ConfigFile = match &file_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", p.display()))?
+            }
+            None => ConfigFile::default(),
+        };
+
+        let api_addr = match (args.api_addr, file.api_addr) {
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => DEFAULT_API_ADDR.parse().expect("literal"),
+        };
+        if !api_addr.ip().is_loopback() {
+            bail!(
+                "api_addr {api_addr} is not a loopback address: the API is for this machine only (use 127.0.0.1)"
+            );
+        }
+        let pick = |flag: &Option<Duration>,
+                    file: &Option<String>,
+                    name: &str,
+                    default: Duration|
+         -> anyhow::Result<Duration> {
+            match (flag, file) {
+                (Some(d), _) => Ok(*d),
+                (None, Some(s)) => duration(name, s),
+                (None, None) => Ok(default),
+            }
+        };
+        let defaults = NodeConfig::default();
+        let mut node = NodeConfig {
+            post_ttl: pick(
+                &args.post_ttl,
+                &file.post_ttl,
+                "post_ttl",
+                defaults.post_ttl,
+            )?,
+            ntp_servers: if args.ntp_servers.is_empty() {
+                file.ntp_servers.unwrap_or_default()
+            } else {
+                args.ntp_servers.clone()
+            },
+            ntp_interval: pick(
+                &args.ntp_interval,
+                &file.ntp_interval,
+                "ntp_interval",
+                defaults.ntp_interval,
+            )?,
+            gc_interval: pick(
+                &args.gc_interval,
+                &file.gc_interval,
+                "gc_interval",
+                defaults.gc_interval,
+            )?,
+            maintenance_interval: pick(
+                &args.maintenance_interval,
+                &file.maintenance_interval,
+                "maintenance_interval",
+                defaults.maintenance_interval,
+            )?,
+            ..defaults
+        };
+        if args.offline || file.offline.unwrap_or(false) {
+            node.network = None;
+            return Ok(Self { api_addr, node });
+        }
+        let mut net = NetConfig::default();
+        let listen = if args.listen.is_empty() {
+            file.listen.unwrap_or_default()
+        } else {
+            args.listen.clone()
+        };
+        if !listen.is_empty() {
+            net.listen = multiaddrs("listen", &listen)?;
+        }
+        let bootstrap = if args.bootstrap.is_empty() {
+            file.bootstrap.unwrap_or_default()
+        } else {
+            args.bootstrap.clone()
+        };
+        net.bootstrap = multiaddrs("bootstrap", &bootstrap)?;
+        match args.dht_refresh.as_deref().or(file.dht_refresh.as_deref()) {
+            None => {}
+            Some("off") => net.periodic_bootstrap = None,
+            Some(s) => net.periodic_bootstrap = Some(duration("dht_refresh", s)?),
+        }
+        node.network = Some(net);
+        Ok(Self { api_addr, node })
+    }
+}

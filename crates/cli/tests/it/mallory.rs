@@ -1,0 +1,268 @@
+//! A malicious peer: a test harness speaking Starling's real protocols (through the
+//! network crate) that publishes forged posts by gossip and serves them by sync.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use starling_core::{AuthorId, Identity, Post, PostContent, Timestamp};
+use starling_net::{
+    MessageAcceptance, Net, NetConfig, NetEvent, SocialResponse, SyncRequest, SyncResponse,
+};
+
+use crate::harness::{Profile, wait_for};
+
+pub struct Mallory {
+    pub id: Identity,
+    pub net: Net,
+    serving: Arc<Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Mallory {
+    /// Joins the network through `bootstrap` and answers every sync request with
+    /// whatever `set_serving` was given.
+    pub async fn start(bootstrap: &str) -> Self {
+        let id = Identity::generate();
+        let config = NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: vec![bootstrap.parse().unwrap()],
+            periodic_bootstrap: None,
+            ..NetConfig::default()
+        };
+        let (net, mut events) = Net::start(&id, config).await.expect("start mallory");
+        let serving: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (net2, serving2) = (net.clone(), serving.clone());
+        let task = tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                match ev {
+                    NetEvent::SyncRequest { channel, .. } => {
+                        let posts = serving2
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .map(|p| serde_bytes::ByteBuf::from(p.clone()))
+                            .collect();
+                        let _ = net2
+                            .respond_sync(channel, SyncResponse::Posts { posts, more: false })
+                            .await;
+                    }
+                    NetEvent::SocialRequest { channel, .. } => {
+                        let _ = net2.respond_social(channel, SocialResponse::Accepted).await;
+                    }
+                    NetEvent::Gossip { id, source, .. } => {
+                        let _ = net2.report(id, source, MessageAcceptance::Ignore).await;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Self {
+            id,
+            net,
+            serving,
+            task,
+        }
+    }
+
+    pub fn author(&self) -> AuthorId {
+        self.id.author()
+    }
+
+    pub fn set_serving(&self, posts: Vec<Vec<u8>>) {
+        *self.serving.lock().unwrap() = posts;
+    }
+
+    /// A post validly signed by Mallory (whatever it says).
+    pub fn sign(&self, seq: u64, ts_ms: u64, body: &str) -> Vec<u8> {
+        Post::sign(
+            PostContent {
+                author: self.author(),
+                seq,
+                ts: Timestamp::from_parts(ts_ms, 0),
+                expires_at: ts_ms + 3_600_000,
+                body: body.to_string(),
+                repost_of: None,
+            },
+            &self.id,
+        )
+        .unwrap()
+        .into_bytes()
+    }
+
+    /// Asks the peer at `addr` for `author`'s posts after `after`.
+    pub async fn sync(&self, addr: &str, peer: &str, author: &str, after: u64) -> Vec<Vec<u8>> {
+        let _ = self.net.dial(addr.parse().unwrap()).await;
+        let author: AuthorId = author.parse().unwrap();
+        let req = SyncRequest {
+            author: author.as_bytes().to_vec(),
+            after_seq: after,
+            limit: 256,
+        };
+        let peer = peer.parse().unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.net.sync(peer, req))
+            .await
+            .expect("sync answered in time")
+            .expect("sync succeeded");
+        match resp {
+            SyncResponse::Posts { posts, .. } => posts.into_iter().map(|b| b.into_vec()).collect(),
+            SyncResponse::Error { message } => panic!("sync error: {message}"),
+        }
+    }
+
+    /// Publishes on `topic_author`'s feed topic once some peer there can hear it.
+    pub async fn publish(&self, topic_author: AuthorId, data: Vec<u8>) {
+        wait_for(
+            "a peer subscribed to the topic",
+            Duration::from_secs(30),
+            || {
+                let (net, data) = (self.net.clone(), data.clone());
+                async move {
+                    net.publish(topic_author, data)
+                        .await
+                        .ok()
+                        .filter(|n| *n > 0)
+                }
+            },
+        )
+        .await;
+    }
+
+    pub async fn stop(self) {
+        self.net.shutdown().await;
+        self.task.abort();
+    }
+}
+
+fn flip_last(mut raw: Vec<u8>) -> Vec<u8> {
+    let n = raw.len();
+    raw[n - 1] ^= 0x01;
+    raw
+}
+
+fn rejected(st: &serde_json::Value, reason: &str) -> u64 {
+    st["rejected"][reason].as_u64().unwrap_or(0)
+}
+
+/// Issue test 5: forged posts, by gossip and by sync: a bad signature, an altered
+/// body, another author's seq reused, equivocation, an oversized body, a far-future
+/// timestamp. None is stored or shown; each is counted; the nodes keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_posts_are_rejected_counted_and_never_stored() {
+    let wait = Duration::from_secs(60);
+    let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
+    let a = alice.up(&[]).await;
+    let boot = a.addr().await;
+    let b = bob.up(&["--bootstrap", &boot]).await;
+    let (alice_id, bob_id, bob_addr) = (a.peer_id().await, b.peer_id().await, b.addr().await);
+    wait_for("bob's handle", wait, || async {
+        (b.get("/api/v1/whoami").await.1["handle_state"]["state"] == "registered").then_some(())
+    })
+    .await;
+    assert!(bob.cli(&["follow", "alice"]).status.success());
+    wait_for("the follow to arrive", wait, || async {
+        (a.status().await["followers"] == 1).then_some(())
+    })
+    .await;
+    a.post("/api/v1/posts", &json!({"body": "genuine 1"})).await;
+    wait_for("the genuine post", wait, || async {
+        (b.status().await["posts_stored"] == 1).then_some(())
+    })
+    .await;
+
+    let mallory = Mallory::start(&bob_addr).await;
+    let now = starling_node::clock::system_ms();
+    // Served by sync when bob follows mallory: one legit post, then forgeries.
+    mallory.set_serving(vec![
+        mallory.sign(1, now, "mallory's legit post"),
+        mallory.sign(2, now + 3_600_000, "FORGED far future"),
+        mallory.sign(3, now, &"FORGED too long ".repeat(20)),
+        flip_last(mallory.sign(4, now, "FORGED bad signature")),
+    ]);
+    let out = bob.cli(&["follow", &mallory.author().to_string()]);
+    assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    wait_for("sync forgeries to be counted", wait, || async {
+        let st = b.status().await;
+        (rejected(&st, "from_future") >= 1
+            && rejected(&st, "body_too_long") >= 1
+            && rejected(&st, "bad_signature") >= 1)
+            .then_some(())
+    })
+    .await;
+    wait_for("mallory's legit post", wait, || async {
+        b.timeline()
+            .await
+            .iter()
+            .any(|(a, s, _)| *a == mallory.author().to_string() && *s == 1)
+            .then_some(())
+    })
+    .await;
+
+    // By gossip, one at a time (each must be seen and counted): on alice's topic,
+    // her genuine post with a bad signature, with an altered body, and her seq 1
+    // reused with other content; on mallory's topic, a second seq 1 (equivocation),
+    // a record over the size limit, and a far-future timestamp.
+    let genuine = mallory
+        .sync(&bob_addr, &bob_id, &alice_id, 0)
+        .await
+        .remove(0);
+    let alice_key: AuthorId = alice_id.parse().unwrap();
+    let mut altered = genuine.clone();
+    let at = altered.len() - 64 - "genuine 1".len();
+    altered[at] = b'F'; // "Fenuine 1"
+    let mut reused = mallory.sign(1, now, "FORGED seq reuse");
+    reused[1..33].copy_from_slice(alice_key.as_bytes());
+    let m = mallory.author();
+    let forgeries = [
+        (alice_key, flip_last(genuine.clone()), "bad_signature"),
+        (alice_key, altered, "bad_signature"),
+        (alice_key, reused, "bad_signature"),
+        (
+            m,
+            mallory.sign(1, now, "FORGED equivocation"),
+            "equivocation",
+        ),
+        (m, mallory.sign(5, now, &"FORGED ".repeat(220)), "malformed"),
+        (
+            m,
+            mallory.sign(6, now + 7_200_000, "FORGED from the future"),
+            "from_future",
+        ),
+    ];
+    for (topic, forged, reason) in forgeries {
+        let before = rejected(&b.status().await, reason);
+        mallory.publish(topic, forged).await;
+        wait_for(&format!("a {reason} rejection"), wait, || async {
+            (rejected(&b.status().await, reason) > before).then_some(())
+        })
+        .await;
+    }
+
+    // Nothing forged is stored or shown, by anyone.
+    for d in [&a, &b] {
+        let tl = d.timeline().await;
+        assert!(
+            tl.iter()
+                .all(|(_, _, body)| !body.contains("FORGED") && body != "Fenuine 1"),
+            "{tl:?}"
+        );
+    }
+    assert_eq!(
+        b.status().await["posts_stored"],
+        2,
+        "alice's genuine post and mallory's legit one"
+    );
+
+    // The nodes keep working.
+    a.post("/api/v1/posts", &json!({"body": "after the attack"}))
+        .await;
+    wait_for("the next genuine post", wait, || async {
+        b.timeline()
+            .await
+            .iter()
+            .any(|(_, _, body)| body == "after the attack")
+            .then_some(())
+    })
+    .await;
+    mallory.stop().await;
+}

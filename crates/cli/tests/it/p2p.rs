@@ -1,0 +1,249 @@
+//! The peer-to-peer network, with real daemons on 127.0.0.1: following, push,
+//! catch-up, following an offline user, handle claims, and expiry.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, Profile, stderr, stdout, wait_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn handle_state(d: &Daemon) -> Value {
+    d.get("/api/v1/whoami").await.1["handle_state"].clone()
+}
+
+async fn wait_registered(d: &Daemon) {
+    wait_for("the handle to be registered", WAIT, || async {
+        (handle_state(d).await["state"] == "registered").then_some(())
+    })
+    .await;
+}
+
+async fn post(d: &Daemon, body: &str) -> Value {
+    let (s, v) = d.post("/api/v1/posts", &json!({ "body": body })).await;
+    assert_eq!(s, 201, "{v}");
+    v
+}
+
+fn of(author: &str, tl: &[(String, u64, String)]) -> Vec<(u64, String)> {
+    tl.iter()
+        .filter(|(a, _, _)| a == author)
+        .map(|(_, s, b)| (*s, b.clone()))
+        .collect()
+}
+
+/// Issue tests 1-3: push to a follower; catch-up after being offline; following an
+/// offline user, fed by another follower; the followee learns of the follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_push_catch_up_and_offline_follow() {
+    let (alice, bob, carol) = (
+        Profile::init("alice"),
+        Profile::init("bob"),
+        Profile::init("carol"),
+    );
+    let mut a = alice.up(&[]).await;
+    let boot = a.addr().await;
+    let mut b = bob.up(&["--bootstrap", &boot]).await;
+    wait_registered(&a).await;
+    wait_registered(&b).await;
+    let alice_id = a.peer_id().await;
+
+    // 1. bob follows alice (by handle); alice posts; bob's timeline has the post.
+    let out = bob.cli(&["follow", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Following @alice"),
+        "{}",
+        stdout(&out)
+    );
+    post(&a, "hello bob").await;
+    wait_for("bob to receive alice's post", WAIT, || async {
+        of(&alice_id, &b.timeline().await)
+            .contains(&(1, "hello bob".to_string()))
+            .then_some(())
+    })
+    .await;
+    let tl = bob.cli_json(&["timeline"]);
+    assert_eq!(tl["posts"][0]["handle"], "alice");
+    // The statement reached alice: she lists bob, and bob's follow is acknowledged.
+    wait_for("alice to list bob", WAIT, || async {
+        let f = alice.cli_json(&["followers"]);
+        (f.as_array().unwrap().len() == 1 && f[0]["handle"] == "bob").then_some(())
+    })
+    .await;
+    wait_for("bob's follow to be acknowledged", WAIT, || async {
+        (bob.cli_json(&["following"])[0]["pending"] == false).then_some(())
+    })
+    .await;
+
+    // 2. bob is stopped; alice posts 50 times; bob restarts and catches up.
+    assert!(b.stop().success());
+    for i in 1..=50 {
+        post(&a, &format!("while bob was away {i}")).await;
+    }
+    let b = bob.up(&["--bootstrap", &boot]).await;
+    wait_for("bob to catch up on 51 posts", WAIT, || async {
+        (of(&alice_id, &b.timeline().await).len() >= 51).then_some(())
+    })
+    .await;
+    let bobs = of(&alice_id, &b.timeline().await);
+    let alices = of(&alice_id, &a.timeline().await);
+    assert_eq!(alices.len(), 51);
+    assert_eq!(bobs, alices, "same posts, same order, no duplicates");
+
+    // 3. alice is stopped; carol (new) follows her while she is offline, and gets
+    //    her posts from bob; when alice returns she lists carol as a follower.
+    let bob_addr = b.addr().await;
+    assert!(a.stop().success());
+    let c = carol.up(&["--bootstrap", &bob_addr]).await;
+    wait_registered(&c).await;
+    let out = carol.cli(&["follow", "@alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("carol to get alice's posts from bob", WAIT, || async {
+        (of(&alice_id, &c.timeline().await).len() == 51).then_some(())
+    })
+    .await;
+    assert_eq!(of(&alice_id, &c.timeline().await), alices);
+    let following = carol.cli_json(&["following"]);
+    assert_eq!(following[0]["handle"], "alice");
+    assert_eq!(
+        following[0]["pending"], true,
+        "alice has not acknowledged yet"
+    );
+    assert!(stdout(&carol.cli(&["following"])).contains("pending"));
+
+    let a = alice.up(&["--bootstrap", &bob_addr]).await;
+    wait_for("alice to list carol as a follower", WAIT, || async {
+        let f = alice.cli_json(&["followers"]);
+        let handles: Vec<&str> = f
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["handle"].as_str())
+            .collect();
+        handles.contains(&"carol").then_some(())
+    })
+    .await;
+    wait_for("carol's follow to be acknowledged", WAIT, || async {
+        (carol.cli_json(&["following"])[0]["pending"] == false).then_some(())
+    })
+    .await;
+    // Alive and well: a new post reaches both followers.
+    post(&a, "back again").await;
+    for d in [&b, &c] {
+        wait_for("the new post", WAIT, || async {
+            of(&alice_id, &d.timeline().await)
+                .first()
+                .is_some_and(|p| p.1 == "back again")
+                .then_some(())
+        })
+        .await;
+    }
+    let st = b.status().await;
+    assert_eq!(st["followers"], 0);
+    assert_eq!(st["following"], 1);
+    assert!(st["network"]["connected_peers"].as_u64().unwrap() >= 1);
+    assert!(st["network"]["routing_table_size"].as_u64().unwrap() >= 1);
+}
+
+/// Issue test 4: a second user claiming a taken handle is refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_handle_is_refused() {
+    let alice = Profile::init("alice");
+    let bob = Profile::init("bob");
+    let impostor = Profile::init("alice"); // same handle, another key
+    let a = alice.up(&[]).await;
+    let boot = a.addr().await;
+    // A claim needs another node to hold it: alice alone stays pending.
+    assert_eq!(handle_state(&a).await["state"], "pending");
+    let _b = bob.up(&["--bootstrap", &boot]).await;
+    wait_registered(&a).await;
+    let alice_id = a.peer_id().await;
+
+    let m = impostor.up(&["--bootstrap", &boot]).await;
+    wait_for(
+        "the impostor to learn the handle is taken",
+        WAIT,
+        || async {
+            let s = handle_state(&m).await;
+            (s["state"] == "taken").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(handle_state(&m).await["by"], alice_id.as_str());
+    let out = impostor.cli(&["register"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("handle @alice is already taken by another key") && err.contains(&alice_id),
+        "{err}"
+    );
+    assert!(stdout(&impostor.cli(&["whoami"])).contains("taken by"));
+    // Nobody resolving @alice gets the impostor.
+    let out = impostor.cli(&["follow", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        impostor.cli_json(&["following"])[0]["peer_id"],
+        alice_id.as_str()
+    );
+    // A free handle works, and becomes the profile's.
+    let w = impostor.cli_json(&["register", "not_alice"]);
+    assert_eq!(w["handle"], "not_alice");
+    assert_eq!(w["handle_state"]["state"], "registered");
+    // A bad handle is refused before any network traffic.
+    let out = impostor.cli(&["register", "No Way"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only lowercase a-z"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue test 6: expired posts are not served by sync and leave followers'
+/// timelines; the author keeps them in the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_posts_are_not_served_and_leave_timelines() {
+    let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
+    let a = alice.up(&["--post-ttl", "3s"]).await;
+    let boot = a.addr().await;
+    let b = bob.up(&["--bootstrap", &boot, "--gc-interval", "1s"]).await;
+    wait_registered(&b).await;
+    let alice_id = a.peer_id().await;
+    assert!(bob.cli(&["follow", "alice"]).status.success());
+    wait_for("bob's follow to be acknowledged", WAIT, || async {
+        (bob.cli_json(&["following"])[0]["pending"] == false).then_some(())
+    })
+    .await;
+    post(&a, "short-lived").await;
+    wait_for("bob to receive it", WAIT, || async {
+        (!of(&alice_id, &b.timeline().await).is_empty()).then_some(())
+    })
+    .await;
+    wait_for("the post to leave bob's timeline", WAIT, || async {
+        of(&alice_id, &b.timeline().await).is_empty().then_some(())
+    })
+    .await;
+    assert!(of(&alice_id, &a.timeline().await).is_empty());
+
+    // Neither bob nor alice serves it any more, to a client speaking the protocol.
+    let probe = crate::mallory::Mallory::start(&boot).await;
+    for addr in [b.addr().await, boot.clone()] {
+        let peer = addr.rsplit('/').next().unwrap().to_string();
+        let posts = probe.sync(&addr, &peer, &alice_id, 0).await;
+        assert!(
+            posts.is_empty(),
+            "{addr} served {} expired posts",
+            posts.len()
+        );
+    }
+    // bob's garbage collector deleted it; alice's archive keeps it.
+    wait_for("bob's GC", WAIT, || async {
+        (b.status().await["posts_stored"] == 0).then_some(())
+    })
+    .await;
+    let archive = alice.cli_json(&["archive"]);
+    assert_eq!(archive["posts"][0]["body"], "short-lived");
+    probe.stop().await;
+}

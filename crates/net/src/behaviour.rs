@@ -1,0 +1,122 @@
+//! The composed libp2p behaviour and how each part is configured.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
+use libp2p::kad::{self, Mode, StoreInserts};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{allow_block_list, connection_limits, identify, ping};
+use sha2::{Digest, Sha256};
+
+use crate::NetConfig;
+use crate::protocol::*;
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<MemoryStore>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    pub social: request_response::cbor::Behaviour<SocialRequest, SocialResponse>,
+}
+
+impl Behaviour {
+    pub fn new(
+        key: &Keypair,
+        config: &NetConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let peer_id = key.public().to_peer_id();
+
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(config.max_connections))
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(64))
+                .with_max_pending_outgoing(Some(64)),
+        );
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_VERSION.to_string(), key.public())
+                .with_agent_version(format!("starling/{}", env!("CARGO_PKG_VERSION")))
+                .with_push_listen_addr_updates(true),
+        );
+
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config
+            .set_query_timeout(config.query_timeout)
+            // Every record is checked (signature, first-come claim, newest profile)
+            // before it is stored: see `records::judge_put`.
+            .set_record_filtering(StoreInserts::FilterBoth)
+            .set_periodic_bootstrap_interval(config.periodic_bootstrap)
+            .set_record_ttl(Some(Duration::from_secs(36 * 3600)))
+            .set_publication_interval(Some(Duration::from_secs(3600)))
+            .set_provider_record_ttl(Some(Duration::from_secs(24 * 3600)))
+            .set_provider_publication_interval(Some(Duration::from_secs(3600)));
+        let store = MemoryStore::with_config(
+            peer_id,
+            MemoryStoreConfig {
+                max_records: 16 * 1024,
+                max_value_bytes: MAX_RECORD_BYTES,
+                max_providers_per_key: 256,
+                max_provided_keys: 16 * 1024,
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+        // Kademlia would wait for a confirmed external address before serving, which
+        // never comes on loopback or behind NAT: every node serves the DHT.
+        kad.set_mode(Some(Mode::Server));
+
+        // Posts are signed once by their author and checked by the application
+        // (validate_messages); gossipsub's own signatures would be checked on every
+        // duplicate. Message id = hash of the content, so a forged copy can never
+        // shadow the real post in the duplicate cache.
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .protocol_id_prefix(GOSSIP_PREFIX)
+            .validation_mode(ValidationMode::Anonymous)
+            .validate_messages()
+            .message_id_fn(|m: &gossipsub::Message| {
+                MessageId::from(Sha256::digest(&m.data)[..20].to_vec())
+            })
+            .max_transmit_size(MAX_GOSSIP_BYTES)
+            .heartbeat_initial_delay(Duration::from_millis(100))
+            .heartbeat_interval(Duration::from_millis(500))
+            .duplicate_cache_time(Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("gossipsub config: {e}"))?;
+        let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+
+        let rr_config =
+            request_response::Config::default().with_request_timeout(config.request_timeout);
+        let sync = request_response::cbor::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_SYNC_REQUEST_BYTES)
+                .set_response_size_maximum(MAX_SYNC_RESPONSE_BYTES),
+            [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            rr_config.clone(),
+        );
+        let social = request_response::cbor::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_SOCIAL_BYTES)
+                .set_response_size_maximum(MAX_SOCIAL_BYTES),
+            [(SOCIAL_PROTOCOL, ProtocolSupport::Full)],
+            rr_config,
+        );
+
+        Ok(Self {
+            limits,
+            blocked: allow_block_list::Behaviour::default(),
+            identify,
+            ping: ping::Behaviour::default(),
+            kad,
+            gossipsub,
+            sync,
+            social,
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! Protocol names, topics, DHT keys and the request/response messages, with the size
+//! limit of each. Signed records travel as their exact wire bytes
+//! (`docs/wire-format.md`); these messages only frame them.
+
+use libp2p::StreamProtocol;
+use libp2p::gossipsub::IdentTopic;
+use serde::{Deserialize, Serialize};
+use starling_core::AuthorId;
+
+/// Kademlia, under a Starling-specific name so we never join another DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/kad/1");
+/// Catch-up: "posts of author A with seq > n".
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/sync/1");
+/// Follow statements: delivery and queries.
+pub const SOCIAL_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/social/1");
+/// Identify's protocol version; peers announcing another are not added to the DHT.
+pub const IDENTIFY_VERSION: &str = "/starling/1";
+/// Prefix of gossipsub's protocol ids.
+pub const GOSSIP_PREFIX: &str = "/starling/meshsub";
+
+/// Largest gossipsub frame. A post is at most 1,284 bytes (checked by the node), but
+/// gossipsub may pack several messages and control data into one frame, and a frame
+/// over the limit is dropped whole, losing the honest messages in it.
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+pub const MAX_SYNC_REQUEST_BYTES: u64 = 1024;
+/// Largest sync page: [`MAX_SYNC_PAGE`] posts of at most 1,284 bytes, and framing.
+pub const MAX_SYNC_RESPONSE_BYTES: u64 = 512 * 1024;
+pub const MAX_SOCIAL_BYTES: u64 = 4 * 1024;
+/// Most posts in one sync response.
+pub const MAX_SYNC_PAGE: u32 = 256;
+/// Kademlia records (name claims, profiles) are a few hundred bytes; anything larger
+/// is refused well before Kademlia's 16 KiB packet limit.
+pub const MAX_RECORD_BYTES: usize = 1024;
+
+/// The gossipsub topic of an author's feed.
+pub fn feed_topic(author: &AuthorId) -> IdentTopic {
+    IdentTopic::new(format!("starling/feed/{author}"))
+}
+
+/// The author whose feed a topic carries, if it is a feed topic.
+pub fn topic_author(topic: &str) -> Option<AuthorId> {
+    topic.strip_prefix("starling/feed/")?.parse().ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The author's 32-byte key.
+    #[serde(with = "serde_bytes")]
+    pub author: Vec<u8>,
+    pub after_seq: u64,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// Posts in seq order; `more` when the page was cut at the limit.
+    Posts {
+        posts: Vec<serde_bytes::ByteBuf>,
+        more: bool,
+    },
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SocialRequest {
+    /// Delivers a signed follow/unfollow statement to its followee.
+    Follow {
+        #[serde(with = "serde_bytes")]
+        statement: Vec<u8>,
+    },
+    /// "Do you follow me?": asks for the peer's latest statement about `followee`.
+    GetFollow {
+        #[serde(with = "serde_bytes")]
+        followee: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SocialResponse {
+    Accepted,
+    Refused {
+        reason: String,
+    },
+    Statement {
+        statement: Option<serde_bytes::ByteBuf>,
+    },
+}

@@ -1,0 +1,142 @@
+//! Which DHT records this node stores for others, and which it believes: name claims
+//! are first come, first served; profiles keep the highest valid version; nothing
+//! else is stored.
+
+use starling_core::{NameClaim, ProfileRecord};
+
+use crate::protocol::MAX_RECORD_BYTES;
+
+/// What to do with a record someone asks us to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Store,
+    /// Refused, with the reason (logged and counted).
+    Refuse(&'static str),
+}
+
+/// Checks a record found under `key` (from a query or a PUT): valid and signed.
+pub fn is_valid(key: &[u8], value: &[u8]) -> bool {
+    if value.len() > MAX_RECORD_BYTES {
+        return false;
+    }
+    if key.starts_with(b"/starling/name/") {
+        NameClaim::from_record(key, value).is_ok()
+    } else if key.starts_with(b"/starling/profile/") {
+        ProfileRecord::from_record(key, value).is_ok()
+    } else {
+        false
+    }
+}
+
+/// Decides on an inbound PUT, given what we already hold under the key.
+pub fn judge_put(key: &[u8], value: &[u8], existing: Option<&[u8]>) -> Verdict {
+    if value.len() > MAX_RECORD_BYTES {
+        return Verdict::Refuse("record too large");
+    }
+    if key.starts_with(b"/starling/name/") {
+        let Ok(claim) = NameClaim::from_record(key, value) else {
+            return Verdict::Refuse("invalid name claim");
+        };
+        match existing.and_then(|e| NameClaim::from_record(key, e).ok()) {
+            Some(held) if held.owner != claim.owner => {
+                Verdict::Refuse("handle held by another key")
+            }
+            Some(held) if held.claimed_at > claim.claimed_at => Verdict::Refuse("older claim"),
+            _ => Verdict::Store,
+        }
+    } else if key.starts_with(b"/starling/profile/") {
+        let Ok(profile) = ProfileRecord::from_record(key, value) else {
+            return Verdict::Refuse("invalid profile");
+        };
+        match existing.and_then(|e| ProfileRecord::from_record(key, e).ok()) {
+            Some(held) if held.version > profile.version => {
+                Verdict::Refuse("older profile version")
+            }
+            _ => Verdict::Store,
+        }
+    } else {
+        Verdict::Refuse("unknown record kind")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::records::{name_key, profile_key};
+    use starling_core::*;
+
+    fn claim(id: &Identity, handle: &str, at: u64) -> NameClaim {
+        NameClaim::sign(
+            NameClaimContent {
+                handle: Handle::parse(handle).unwrap(),
+                owner: id.author(),
+                claimed_at: at,
+            },
+            id,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn first_claim_wins_and_owner_may_refresh() {
+        let (a, b) = (
+            Identity::from_secret_bytes([1; 32]),
+            Identity::from_secret_bytes([2; 32]),
+        );
+        let key = name_key(&Handle::parse("alice").unwrap());
+        let first = claim(&a, "alice", 10);
+        assert_eq!(judge_put(&key, first.as_bytes(), None), Verdict::Store);
+        let rival = claim(&b, "alice", 5);
+        assert_eq!(
+            judge_put(&key, rival.as_bytes(), Some(first.as_bytes())),
+            Verdict::Refuse("handle held by another key")
+        );
+        let refresh = claim(&a, "alice", 20);
+        assert_eq!(
+            judge_put(&key, refresh.as_bytes(), Some(first.as_bytes())),
+            Verdict::Store
+        );
+        // Under the wrong key, or forged: refused.
+        let other_key = name_key(&Handle::parse("bob").unwrap());
+        assert_eq!(
+            judge_put(&other_key, first.as_bytes(), None),
+            Verdict::Refuse("invalid name claim")
+        );
+        let mut forged = first.as_bytes().to_vec();
+        let n = forged.len();
+        forged[n - 1] ^= 1;
+        assert!(!is_valid(&key, &forged));
+        assert!(is_valid(&key, first.as_bytes()));
+    }
+
+    #[test]
+    fn profiles_keep_the_highest_version() {
+        let a = Identity::from_secret_bytes([1; 32]);
+        let p = |v| {
+            ProfileRecord::sign(
+                ProfileContent {
+                    owner: a.author(),
+                    version: v,
+                    handle: None,
+                    head_seq: v,
+                    updated_at: v,
+                },
+                &a,
+            )
+            .unwrap()
+        };
+        let key = profile_key(&a.author());
+        assert_eq!(
+            judge_put(&key, p(1).as_bytes(), Some(p(2).as_bytes())),
+            Verdict::Refuse("older profile version")
+        );
+        assert_eq!(
+            judge_put(&key, p(3).as_bytes(), Some(p(2).as_bytes())),
+            Verdict::Store
+        );
+        assert_eq!(
+            judge_put(b"/other", p(3).as_bytes(), None),
+            Verdict::Refuse("unknown record kind")
+        );
+    }
+}
