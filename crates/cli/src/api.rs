@@ -1,10 +1,12 @@
-//! The local HTTP JSON API served by the daemon on 127.0.0.1.
+//! The local HTTP JSON API served by the daemon on 127.0.0.1, and its OpenAPI
+//! document (generated from the handlers below, so it cannot drift from the routes).
 //!
-//! Every `/api/` route needs `Authorization: Bearer <token>` (the token lives in the
-//! profile's `api.token`, readable by its owner only), and every request must carry a
-//! `Host` header naming the loopback address it was sent to, which stops web pages
-//! from reaching the API through DNS rebinding. Errors are JSON:
-//! `{"error": {"code": "...", "message": "..."}}`.
+//! Every `/api/v1` route needs the profile's token: `Authorization: Bearer <token>`
+//! (the token lives in `api.token`, readable by its owner only), or the web UI's
+//! session cookie, which the token sets at `/login`. Every request must carry a
+//! `Host` header naming the loopback address it was sent to (against DNS
+//! rebinding), and cookie-authenticated changes must come from our own origin.
+//! Errors are JSON: `{"error": {"code": "...", "message": "..."}}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,11 +14,11 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::{Method, StatusCode, header, request::Parts};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -25,9 +27,17 @@ use starling_node::{
     FollowView, Node, NodeError, NodeEvent, PostView, Status, TimelinePage, WhoAmI,
 };
 use starling_store::Cursor;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::web;
 
 /// Largest request body accepted (a post is at most 1,120 bytes of text).
 const MAX_BODY: usize = 16 * 1024;
+/// Where the OpenAPI document is served (no token needed: it holds no data).
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -39,24 +49,70 @@ pub struct ApiState {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Starling local API",
+        description = "The API of one Starling node, on 127.0.0.1. Authenticate with \
+            `Authorization: Bearer <token>` (the token is in the profile's api.token)."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "posts", description = "Posting, the timeline and the archive"),
+        (name = "people", description = "Following, followers and handles"),
+        (name = "node", description = "Identity and status"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API routes and their OpenAPI document, built from the same list.
+pub fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(whoami))
+        .routes(routes!(status))
+        .routes(routes!(timeline))
+        .routes(routes!(create_post))
+        .routes(routes!(archive))
+        .routes(routes!(repost))
+        .routes(routes!(follow))
+        .routes(routes!(unfollow))
+        .routes(routes!(followers))
+        .routes(routes!(following))
+        .routes(routes!(register))
+        .routes(routes!(events));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .split_for_parts()
+}
+
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/whoami", get(whoami))
-        .route("/status", get(status))
-        .route("/timeline", get(timeline))
-        .route("/posts", post(create_post))
-        .route("/archive", get(archive))
-        .route("/archive/{seq}/repost", post(repost))
-        .route("/events", get(events))
-        .route("/follow", post(follow))
-        .route("/unfollow", post(unfollow))
-        .route("/followers", get(followers))
-        .route("/following", get(following))
-        .route("/register", post(register))
-        .fallback(api_not_found)
-        .layer(from_fn_with_state(state.clone(), require_token));
+    let (api, doc) = api_routes();
+    let doc = Arc::new(doc);
+    let api = api.layer(from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .nest("/api/v1", api)
+        .merge(api)
+        .route(
+            OPENAPI_PATH,
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/api/{*rest}", axum::routing::any(api_not_found))
+        .merge(web::router())
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), check_host))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -73,14 +129,16 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
+    /// Stable, for programs: `body_too_long`, `unauthorized`, `handle_taken`, ...
     pub code: String,
+    /// For people.
     pub message: String,
 }
 
@@ -112,28 +170,22 @@ impl IntoResponse for ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let msg = e.to_string();
+        let unprocessable = |code| Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg.clone());
         match e {
-            NodeError::Post(p) => {
-                let code = match p {
-                    PostError::EmptyBody => "empty_body",
-                    PostError::BodyTooLong { .. } => "body_too_long",
-                    PostError::ControlCharacter { .. } => "control_character",
-                    _ => "invalid_post",
-                };
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
-            }
+            NodeError::Post(p) => unprocessable(match p {
+                PostError::EmptyBody => "empty_body",
+                PostError::BodyTooLong { .. } => "body_too_long",
+                PostError::ControlCharacter { .. } => "control_character",
+                _ => "invalid_post",
+            }),
             NodeError::NotInArchive(_) => Self::new(StatusCode::NOT_FOUND, "not_in_archive", msg),
             NodeError::NotExpired(_) => Self::new(StatusCode::CONFLICT, "not_expired", msg),
-            NodeError::Handle(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_handle", msg),
-            NodeError::BadTarget(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_target", msg)
-            }
+            NodeError::Handle(_) => unprocessable("bad_handle"),
+            NodeError::BadTarget(_) => unprocessable("bad_target"),
             NodeError::UnknownHandle(_) => Self::new(StatusCode::NOT_FOUND, "unknown_handle", msg),
             NodeError::HandleTaken { .. } => Self::new(StatusCode::CONFLICT, "handle_taken", msg),
             NodeError::KeyChanged { .. } => Self::new(StatusCode::CONFLICT, "key_changed", msg),
-            NodeError::SelfFollow => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "self_follow", msg)
-            }
+            NodeError::SelfFollow => unprocessable("self_follow"),
             NodeError::NotFollowing(_) => Self::new(StatusCode::NOT_FOUND, "not_following", msg),
             NodeError::Network(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "network", msg),
             NodeError::Config(_) | NodeError::Store(_) | NodeError::Profile(_) => {
@@ -146,7 +198,8 @@ impl From<NodeError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// `Json<T>` whose rejections (malformed JSON, wrong content type) are API errors.
+/// `Json<T>` whose rejections (malformed JSON, wrong content type, too large) are
+/// API errors.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T> FromRequest<S> for ApiJson<T>
@@ -187,6 +240,14 @@ where
 
 // ---- protection ---------------------------------------------------------------------
 
+fn allowed_hosts(port: u16) -> [String; 3] {
+    [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ]
+}
+
 /// Refuses requests whose Host header is not our own loopback address.
 async fn check_host(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let host = req
@@ -194,12 +255,10 @@ async fn check_host(State(st): State<ApiState>, req: Request, next: Next) -> Res
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let allowed = [
-        format!("127.0.0.1:{}", st.port),
-        format!("localhost:{}", st.port),
-        format!("[::1]:{}", st.port),
-    ];
-    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+    if !allowed_hosts(st.port)
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host))
+    {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_host",
@@ -213,29 +272,50 @@ async fn check_host(State(st): State<ApiState>, req: Request, next: Next) -> Res
     next.run(req).await
 }
 
-/// Requires the bearer token.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Requires the bearer token or the web session cookie.
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
-    let given = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim);
-    match given {
-        Some(t) if constant_time_eq(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token")
+    let cookie = web::session_cookie(req.headers());
+    match (bearer, cookie) {
+        (Some(t), _) if constant_time_eq(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
+        (Some(_), _) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token")
             .into_response(),
-        None => ApiError::new(
+        (None, Some(c)) if constant_time_eq(c.as_bytes(), st.token.as_bytes()) => {
+            // A cookie rides along with any request the browser makes: changes must
+            // come from our own pages (SameSite=Strict already stops other sites).
+            let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+            let origin_ok = req
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .is_none_or(|o| {
+                    allowed_hosts(st.port)
+                        .iter()
+                        .any(|h| o.eq_ignore_ascii_case(&format!("http://{h}")))
+                });
+            if safe || origin_ok {
+                next.run(req).await
+            } else {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", "cross-origin request refused")
+                    .into_response()
+            }
+        }
+        _ => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing API token: send `Authorization: Bearer <token>` (the token is in the profile's api.token)",
         )
         .into_response(),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn not_found() -> ApiError {
@@ -248,17 +328,26 @@ async fn api_not_found() -> ApiError {
 
 // ---- handlers -----------------------------------------------------------------------
 
+/// This profile's identity, and whether its handle is registered.
+#[utoipa::path(get, path = "/whoami", tag = "node",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
 async fn whoami(State(st): State<ApiState>) -> Json<WhoAmI> {
     Json(st.node.whoami())
 }
 
+/// Counts, clock, network, outbox and rejected inputs.
+#[utoipa::path(get, path = "/status", tag = "node",
+    responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 async fn status(State(st): State<ApiState>) -> ApiResult<Json<Status>> {
     Ok(Json(st.node.status().await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Posts per page, 1-500 (default 20).
     pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     pub before: Option<String>,
 }
 
@@ -279,6 +368,9 @@ impl PageQuery {
     }
 }
 
+/// Your posts and those of everyone you follow, unexpired, newest first.
+#[utoipa::path(get, path = "/timeline", tag = "posts", params(PageQuery),
+    responses((status = 200, body = TimelinePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn timeline(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -287,6 +379,9 @@ async fn timeline(
     Ok(Json(st.node.timeline(limit, before).await?))
 }
 
+/// Your expired posts, newest first.
+#[utoipa::path(get, path = "/archive", tag = "posts", params(PageQuery),
+    responses((status = 200, body = TimelinePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn archive(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -295,11 +390,17 @@ async fn archive(
     Ok(Json(st.node.archive(limit, before).await?))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NewPost {
+    /// 1-280 characters.
+    #[schema(example = "hello, world")]
     pub body: String,
 }
 
+/// Publishes a post: stored (durably) before the answer, then pushed to followers.
+#[utoipa::path(post, path = "/posts", tag = "posts", request_body = NewPost,
+    responses((status = 201, body = PostView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_post(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<NewPost>,
@@ -307,6 +408,11 @@ async fn create_post(
     Ok((StatusCode::CREATED, Json(st.node.post(&req.body).await?)))
 }
 
+/// Republishes an archived post as a new post (new seq, time and expiry).
+#[utoipa::path(post, path = "/archive/{seq}/repost", tag = "posts",
+    params(("seq" = u64, Path, description = "The archived post's number")),
+    responses((status = 201, body = PostView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn repost(
     State(st): State<ApiState>,
     Path(seq): Path<String>,
@@ -317,12 +423,19 @@ async fn repost(
     Ok((StatusCode::CREATED, Json(st.node.repost(seq).await?)))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Target {
     /// A handle (`alice`, `@alice`) or a key (`12D3KooW...`).
+    #[schema(example = "alice")]
     pub target: String,
 }
 
+/// Follows a user by handle or key. Works while they are offline: `pending` until they
+/// acknowledge.
+#[utoipa::path(post, path = "/follow", tag = "people", request_body = Target,
+    responses((status = 200, body = FollowView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn follow(
     State(st): State<ApiState>,
     ApiJson(t): ApiJson<Target>,
@@ -330,6 +443,10 @@ async fn follow(
     Ok(Json(st.node.follow(&t.target).await?))
 }
 
+/// Stops following a user.
+#[utoipa::path(post, path = "/unfollow", tag = "people", request_body = Target,
+    responses((status = 200, body = FollowView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn unfollow(
     State(st): State<ApiState>,
     ApiJson(t): ApiJson<Target>,
@@ -337,20 +454,31 @@ async fn unfollow(
     Ok(Json(st.node.unfollow(&t.target).await?))
 }
 
+/// Who follows you.
+#[utoipa::path(get, path = "/followers", tag = "people",
+    responses((status = 200, body = Vec<FollowView>), (status = 401, body = ErrorBody)))]
 async fn followers(State(st): State<ApiState>) -> ApiResult<Json<Vec<FollowView>>> {
     Ok(Json(st.node.followers_list().await?))
 }
 
+/// Whom you follow.
+#[utoipa::path(get, path = "/following", tag = "people",
+    responses((status = 200, body = Vec<FollowView>), (status = 401, body = ErrorBody)))]
 async fn following(State(st): State<ApiState>) -> ApiResult<Json<Vec<FollowView>>> {
     Ok(Json(st.node.following_list().await?))
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// A new handle; absent: claim the current one.
+    #[schema(example = "alice")]
     pub handle: Option<String>,
 }
 
+/// Claims your handle (or a new one) in the network now.
+#[utoipa::path(post, path = "/register", tag = "people", request_body = RegisterRequest,
+    responses((status = 200, body = WhoAmI), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn register(
     State(st): State<ApiState>,
     ApiJson(r): ApiJson<RegisterRequest>,
@@ -359,7 +487,10 @@ async fn register(
     Ok(Json(st.node.whoami()))
 }
 
-/// Server-sent events: every post entering the timeline, as JSON.
+/// Server-sent events: `post` (a post entered the timeline; data is a `NodeEvent`),
+/// `follower` (someone followed you), `resync` (events were missed: reload).
+#[utoipa::path(get, path = "/events", tag = "posts",
+    responses((status = 200, content_type = "text/event-stream", body = NodeEvent), (status = 401, body = ErrorBody)))]
 async fn events(State(st): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     use futures::StreamExt;
     let rx = st.node.subscribe();

@@ -67,6 +67,14 @@ pub enum Command {
         /// A new handle (2-40 characters of a-z, 0-9 and _); default: your current one.
         handle: Option<String>,
     },
+    /// Print the web UI's sign-in link for this profile's running node.
+    Ui,
+    /// The interactive menu: post, timeline, followers, following, follow, unfollow,
+    /// repost from storage, logout.
+    Shell,
+    /// Start a few named nodes on this machine (loopback), already following each
+    /// other, and print their web UI links. Ctrl-C stops them all.
+    Devnet(DevnetArgs),
     /// Show this profile's identity.
     Whoami,
     /// Show the daemon's state.
@@ -135,6 +143,26 @@ pub struct UpArgs {
     /// How often the node re-announces itself and looks for new followers. Default 60s.
     #[arg(long, value_parser = parse_duration)]
     pub maintenance_interval: Option<Duration>,
+
+    /// Stop when standard input closes (used by `devnet`, so its nodes never outlive it).
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DevnetArgs {
+    /// How many nodes (alice, bob, carol, dave, ...).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub nodes: u16,
+    /// Lifetime of posts (short ones show expiry and the archive quickly).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub post_ttl: Duration,
+    /// Keep the profiles here (reused next time) instead of a temporary directory.
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Do not post a greeting from each node.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

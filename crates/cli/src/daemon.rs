@@ -109,7 +109,7 @@ pub async fn up(dir: &Path, args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let state = ApiState {
         node: node.clone(),
-        token,
+        token: token.clone(),
         port: addr.port(),
         shutdown: shutdown.clone(),
     };
@@ -119,9 +119,11 @@ pub async fn up(dir: &Path, args: UpArgs) -> anyhow::Result<()> {
     };
     endpoint.write(dir)?;
     println!(
-        "starling: @{} ({}) is up\n  API: {}/api/v1\n  profile: {}",
+        "starling: @{} ({}) is up\n  web UI: {}/login?token={}\n  API: {}/api/v1\n  profile: {}",
         profile.handle,
         profile.identity.author(),
+        endpoint.url,
+        token,
         endpoint.url,
         dir.display()
     );
@@ -140,6 +142,16 @@ pub async fn up(dir: &Path, args: UpArgs) -> anyhow::Result<()> {
         wait_for_signal().await;
         signal.cancel();
     });
+    if args.stop_on_stdin_eof {
+        let parent_gone = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+            parent_gone.cancel();
+        });
+    }
     let server = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let result = server.await;

@@ -8,8 +8,11 @@ mod api;
 mod args;
 mod client;
 mod daemon;
+mod devnet;
 mod output;
 mod settings;
+mod shell;
+mod web;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -248,6 +251,17 @@ async fn dispatch(cli: Cli, dir: PathBuf) -> anyhow::Result<()> {
                 format!("@{} is registered to your key.", w.handle)
             })
         }
+        Command::Ui => {
+            let endpoint = daemon::Endpoint::read(&dir)
+                .ok_or_else(|| client::ClientError::NoDaemon { dir: dir.clone() })?;
+            let token = Profile::open(&dir)?.api_token()?;
+            let url = format!("{}/login?token={token}", endpoint.url);
+            print(json, &serde_json::json!({ "url": url }), |_| {
+                format!("Open this link in your browser (it signs you in; keep it private):\n{url}")
+            })
+        }
+        Command::Shell => shell::run(&dir).await,
+        Command::Devnet(args) => devnet::run(args).await,
         Command::Whoami => {
             let client = Client::for_profile(&dir)?;
             let w: WhoAmI = client.get("/whoami").await?;

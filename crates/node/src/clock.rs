@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::sntp;
 
 /// What the SNTP task last did, for `status`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NtpStatus {
     pub servers: Vec<String>,
     /// The server of the last accepted measurement.

@@ -114,7 +114,7 @@ impl From<NetError> for NodeError {
 }
 
 /// What interfaces can watch live.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeEvent {
     /// A post entered the timeline (ours, or received).

@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use starling_core::{AuthorId, Post, PostRef};
+use starling_core::{AuthorId, Post};
 use starling_store::Cursor;
+use utoipa::ToSchema;
 
 use crate::clock::NtpStatus;
 
 /// A post as shown to people.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct PostView {
+    #[schema(value_type = String, example = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5")]
     pub author: AuthorId,
     /// The author's handle, when known.
     pub handle: Option<String>,
@@ -24,7 +26,7 @@ pub struct PostView {
     pub expires_at: u64,
     pub body: String,
     /// Set on reposts: the original post.
-    pub repost_of: Option<PostRef>,
+    pub repost_of: Option<PostRefView>,
     /// Whether this node's user wrote it.
     pub mine: bool,
     /// Pass as `before` to get the posts after this one.
@@ -42,15 +44,26 @@ impl PostView {
             hlc: post.ts.0,
             expires_at: post.expires_at,
             body: post.body.clone(),
-            repost_of: post.repost_of,
+            repost_of: post.repost_of.map(|r| PostRefView {
+                author: r.author,
+                seq: r.seq,
+            }),
             mine,
             cursor: Cursor::of(post).to_string(),
         }
     }
 }
 
+/// Names a post: its author and the author's sequence number.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct PostRefView {
+    #[schema(value_type = String)]
+    pub author: AuthorId,
+    pub seq: u64,
+}
+
 /// One page of the timeline or the archive.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TimelinePage {
     pub posts: Vec<PostView>,
     /// Present when there may be more: pass it as `before`.
@@ -58,7 +71,7 @@ pub struct TimelinePage {
 }
 
 /// Whether this user's handle is theirs in the network.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum HandleState {
     /// Not confirmed yet (no peers, or the claim is under way).
@@ -66,7 +79,10 @@ pub enum HandleState {
     /// Claimed in the DHT by this key.
     Registered,
     /// Another key holds it: pick another handle with `starling register`.
-    Taken { by: AuthorId },
+    Taken {
+        #[schema(value_type = String)]
+        by: AuthorId,
+    },
     /// The network is off: nothing to claim.
     Offline,
 }
@@ -82,8 +98,9 @@ impl std::fmt::Display for HandleState {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WhoAmI {
+    #[schema(value_type = String)]
     pub peer_id: AuthorId,
     pub handle: String,
     pub handle_state: HandleState,
@@ -92,8 +109,9 @@ pub struct WhoAmI {
 }
 
 /// A user in a followers or following list.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct FollowView {
+    #[schema(value_type = String)]
     pub peer_id: AuthorId,
     /// Their handle, when known and verified.
     pub handle: Option<String>,
@@ -106,7 +124,7 @@ pub struct FollowView {
 }
 
 /// The network part of `status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NetworkStatus {
     /// Addresses others can bootstrap from.
     pub listen_addrs: Vec<String>,
@@ -117,15 +135,16 @@ pub struct NetworkStatus {
     pub counters: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ClockStatus {
     /// SNTP-measured correction applied to the system clock, ms.
     pub offset_ms: f64,
     pub ntp: NtpStatus,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Status {
+    #[schema(value_type = String)]
     pub peer_id: AuthorId,
     pub handle: String,
     pub version: String,

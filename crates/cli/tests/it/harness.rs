@@ -278,3 +278,112 @@ impl Drop for Daemon {
         self.kill9();
     }
 }
+
+/// One node of a running devnet, as `starling devnet` describes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DevnetNode {
+    pub name: String,
+    pub web_ui: String,
+    pub api: String,
+    pub peer_id: String,
+    pub data_dir: String,
+}
+
+impl DevnetNode {
+    /// The node's origin, `http://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        self.api.trim_end_matches("/api/v1").to_string()
+    }
+
+    pub fn client(&self) -> Api {
+        let token = std::fs::read_to_string(std::path::Path::new(&self.data_dir).join("api.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Api {
+            url: self.origin(),
+            token,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+}
+
+/// `starling devnet` as a child process; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Devnet {
+    child: Child,
+    pub nodes: Vec<DevnetNode>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Devnet {
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .arg("devnet")
+            .arg("--dir")
+            .arg(tmp.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(tmp.path().join("devnet.err")).unwrap())
+            .spawn()
+            .expect("spawn starling devnet");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(json) = line.strip_prefix("JSON: ") {
+                    let _ = tx.send(json.to_string());
+                }
+            }
+        });
+        let mut devnet = Self {
+            child,
+            nodes: Vec::new(),
+            _tmp: tmp,
+        };
+        let json = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(j) => j,
+            Err(_) => {
+                let err = std::fs::read_to_string(devnet._tmp.path().join("devnet.err"))
+                    .unwrap_or_default();
+                panic!("devnet did not come up within 120 s: {err}");
+            }
+        };
+        let v: Value = serde_json::from_str(&json).unwrap();
+        devnet.nodes = serde_json::from_value(v["nodes"].clone()).unwrap();
+        devnet
+    }
+
+    pub fn node(&self, name: &str) -> &DevnetNode {
+        self.nodes.iter().find(|n| n.name == name).unwrap()
+    }
+
+    /// SIGTERM; waits for every node to stop.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "devnet did not stop within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        // Its nodes stop by themselves when it dies (their stdin closes).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

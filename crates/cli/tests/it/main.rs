@@ -1,7 +1,10 @@
 //! End-to-end tests of the real `starling` binary: real processes, real sockets on
 //! 127.0.0.1, real SQLite files in temporary directories.
 
+mod api_doc;
+mod browser;
 mod harness;
 mod local;
 mod mallory;
 mod p2p;
+mod shell;
