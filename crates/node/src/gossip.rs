@@ -166,7 +166,7 @@ impl Node {
         for p in &posts {
             let _ = self.inner.clock.observe(p.ts, skew);
         }
-        let outcome = match self.inner.store.insert_posts(posts.clone(), now).await {
+        let outcome = match self.inner.store.insert_received(posts.clone(), now).await {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "cannot store received posts");
@@ -182,7 +182,7 @@ impl Node {
                     authors.insert(post.author);
                     let _ = self.inner.events.send(NodeEvent::Post(self.view(post)));
                 }
-                Inserted::Duplicate => {}
+                Inserted::Duplicate => self.inner.metrics.inc("received.duplicate"),
                 Inserted::Conflict(_) => {
                     tracing::warn!(author = %post.author, seq = post.seq, "equivocation detected at insert");
                     self.inner.metrics.reject("equivocation");

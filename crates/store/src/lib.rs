@@ -107,13 +107,25 @@ impl Store {
     }
 
     /// Runs `f` on the writer inside the current batch's transaction (in a savepoint
-    /// of its own: an error undoes only this job). Resolves after commit.
+    /// of its own: an error undoes only this job). Resolves after a commit that
+    /// survives power loss.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.run(f).await
+        self.inner.writer.run(true, f).await
+    }
+
+    /// Like [`Store::write`], for data that can be fetched again (others' posts): the
+    /// commit survives a crash of the process, not necessarily a power loss, and
+    /// costs no disk flush.
+    pub async fn write_relaxed<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.run(false, f).await
     }
 
     /// Runs `f` on a read connection on a blocking thread.

@@ -133,9 +133,21 @@ pub fn insert_posts_on(
 }
 
 impl Store {
-    /// Stores posts (already validated by the caller), one result per post.
+    /// Stores posts (already validated by the caller), one result per post; the
+    /// commit survives power loss (for this user's own posts).
     pub async fn insert_posts(&self, posts: Vec<Post>, received_at: u64) -> Result<Vec<Inserted>> {
         self.write(move |c| insert_posts_on(c, &posts, received_at))
+            .await
+    }
+
+    /// Stores posts received from others (validated by the caller); they can be
+    /// fetched again, so the commit is not flushed to disk.
+    pub async fn insert_received(
+        &self,
+        posts: Vec<Post>,
+        received_at: u64,
+    ) -> Result<Vec<Inserted>> {
+        self.write_relaxed(move |c| insert_posts_on(c, &posts, received_at))
             .await
     }
 

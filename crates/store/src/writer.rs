@@ -9,7 +9,14 @@ use crate::{Result, StoreError};
 
 /// What a job leaves behind: its reply, sent once the batch's fate is known.
 type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type JobFn = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// A write, and whether its commit must survive power loss (`synchronous=FULL`) or
+/// only a crash of the process (`NORMAL`, enough for data that can be fetched again).
+struct Job {
+    run: JobFn,
+    durable: bool,
+}
 
 enum Msg {
     Job(Job),
@@ -33,13 +40,13 @@ pub fn spawn(conn: Connection, max_batch: usize) -> Result<WriterHandle> {
 }
 
 impl WriterHandle {
-    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    pub async fn run<T, F>(&self, durable: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &Connection| {
+        let job: JobFn = Box::new(move |conn: &Connection| {
             let out = in_savepoint(conn, f);
             Box::new(move |committed: std::result::Result<(), String>| {
                 let out = match committed {
@@ -51,7 +58,7 @@ impl WriterHandle {
             })
         });
         self.tx
-            .send(Msg::Job(job))
+            .send(Msg::Job(Job { run: job, durable }))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -81,6 +88,7 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut full_sync = true; // as opened
     let mut closing: Option<oneshot::Sender<()>> = None;
     while closing.is_none() {
         match rx.blocking_recv() {
@@ -96,6 +104,14 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
             }
         }
         if !batch.is_empty() {
+            let durable = batch.iter().any(|j| j.durable);
+            if durable != full_sync {
+                let level = if durable { "FULL" } else { "NORMAL" };
+                match conn.pragma_update(None, "synchronous", level) {
+                    Ok(()) => full_sync = durable,
+                    Err(e) => tracing::warn!(error = %e, "cannot change synchronous"),
+                }
+            }
             commit_batch(&conn, &mut batch);
         }
     }
@@ -116,7 +132,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
         batch.clear(); // dropping the jobs drops their reply senders: callers see Closed
         return;
     }
-    let replies: Vec<Reply> = batch.drain(..).map(|job| job(conn)).collect();
+    let replies: Vec<Reply> = batch.drain(..).map(|job| (job.run)(conn)).collect();
     let outcome = conn.execute_batch("COMMIT").map_err(|e| {
         tracing::error!(error = %e, jobs = n, "store: commit failed");
         let _ = conn.execute_batch("ROLLBACK");

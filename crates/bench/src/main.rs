@@ -1,0 +1,200 @@
+//! `starling-bench`: starts many Starling nodes on this machine (loopback only) and
+//! measures them: propagation, catch-up, availability under churn, ingest, timeline
+//! reads, memory, DHT lookups. Prints a table per scenario and writes
+//! `results.json`, SVG plots and `report.md` to the output directory;
+//! `--update-doc BENCHMARKS.md` puts the report into that file.
+//!
+//! Daemons are this same executable running the embedded `starling` command line
+//! (`starling-bench starling up ...`), so the harness needs nothing else built.
+//!
+//! Layout: [`cluster`] (in-process and process nodes), [`scenarios`], [`report`]
+//! (tables, JSON, Markdown), [`stats`], [`svg`].
+
+mod cluster;
+mod report;
+mod scenarios;
+mod stats;
+mod svg;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use report::{Machine, Report, ScenarioResult};
+use scenarios::Sizes;
+
+const ALL: &[&str] = &[
+    "propagation",
+    "catchup",
+    "churn",
+    "ingest",
+    "timeline",
+    "memory",
+    "dht",
+];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "starling-bench",
+    about = "Benchmarks of Starling nodes on one machine"
+)]
+struct Args {
+    /// The smoke profile: tiny sizes, under a minute (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    /// Where results go (a directory per run is not created: files are replaced).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Only these scenarios (comma-separated): propagation, catchup, churn, ingest,
+    /// timeline, memory, dht.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Write the report into this Markdown file (between its generated-part markers).
+    #[arg(long, value_name = "FILE")]
+    update_doc: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "starling") {
+        // A daemon started by the harness.
+        return starling_cli::main_with_args(argv[1..].iter().cloned());
+    }
+    if argv.get(1).is_some_and(|a| a == "memprobe") {
+        // A fresh process measuring the memory of nodes it starts (see memory.rs).
+        let num = |i: usize, d: u64| {
+            argv.get(i)
+                .and_then(|a| a.to_str()?.parse().ok())
+                .unwrap_or(d)
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let r = runtime.block_on(scenarios::memory::probe(
+            num(2, 10) as usize,
+            std::time::Duration::from_secs(num(3, 5)),
+            num(4, 100) as usize,
+        ));
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = Args::parse_from(argv);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the scenarios; `Ok(false)` when one of them failed (the others still ran).
+async fn run(args: Args) -> anyhow::Result<bool> {
+    for o in &args.only {
+        anyhow::ensure!(
+            ALL.contains(&o.as_str()),
+            "unknown scenario {o:?}; known: {}",
+            ALL.join(", ")
+        );
+    }
+    let selected = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::default_profile()
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let out = args.out.clone();
+    let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    let mut ok = true;
+    for &name in ALL {
+        if !selected(name) {
+            continue;
+        }
+        eprintln!("--- {name} ...");
+        let t = Instant::now();
+        let r = match name {
+            "propagation" => scenarios::propagation::run(&sizes, &out).await,
+            "catchup" => scenarios::catchup::run(&sizes).await,
+            "churn" => scenarios::churn::run(&sizes).await,
+            "ingest" => scenarios::ingest::run(&sizes).await,
+            "timeline" => scenarios::timeline::run(&sizes, &out).await,
+            "memory" => scenarios::memory::run(&sizes).await,
+            "dht" => scenarios::dht::run(&sizes, &out).await,
+            _ => unreachable!("checked above"),
+        };
+        match r {
+            Ok(r) => {
+                println!("\n{}\n{}", r.title, r.table.text());
+                for n in &r.notes {
+                    println!("  - {n}");
+                }
+                results.push(r);
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!(
+                    "{name} failed after {:.0} s: {e:#}",
+                    t.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    let mut command = "cargo run --release -p starling-bench --".to_string();
+    if args.quick {
+        command.push_str(" --quick");
+    }
+    if !args.only.is_empty() {
+        command.push_str(&format!(" --only {}", args.only.join(",")));
+    }
+    let report = Report {
+        command,
+        profile: if args.quick {
+            "quick".into()
+        } else {
+            "default".into()
+        },
+        started_at,
+        total_seconds: started.elapsed().as_secs_f64(),
+        machine: Machine::probe(),
+        scenarios: results,
+    };
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    std::fs::write(out.join("report.md"), report.markdown())?;
+    if let Some(doc) = &args.update_doc {
+        report.update_doc(doc)?;
+    }
+    println!(
+        "\n{} scenario(s) in {}; results in {}",
+        report.scenarios.len(),
+        report::format_secs(report.total_seconds),
+        out.display()
+    );
+    Ok(ok)
+}

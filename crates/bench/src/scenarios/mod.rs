@@ -1,0 +1,81 @@
+//! The scenarios. Each returns a [`ScenarioResult`](crate::report::ScenarioResult)
+//! built only from what it measured.
+
+pub mod catchup;
+pub mod churn;
+pub mod dht;
+pub mod ingest;
+pub mod memory;
+pub mod propagation;
+pub mod timeline;
+
+/// How big each scenario runs.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub prop_followers: Vec<usize>,
+    pub prop_proc_followers: Vec<usize>,
+    pub prop_posts: usize,
+    pub prop_rate: f64,
+    pub catchup_posts: usize,
+    pub churn_nodes: usize,
+    pub churn_follows: usize,
+    pub churn_secs: u64,
+    pub ingest_posts: usize,
+    pub timeline_posts: usize,
+    pub timeline_authors: usize,
+    pub timeline_queries: usize,
+    pub memory_procs: usize,
+    pub memory_inproc: usize,
+    pub memory_load_posts: usize,
+    pub memory_follow_counts: Vec<usize>,
+    pub dht_nodes: Vec<usize>,
+    pub dht_lookups: usize,
+}
+
+impl Sizes {
+    pub fn default_profile() -> Self {
+        Self {
+            prop_followers: vec![10, 100, 500],
+            prop_proc_followers: vec![10, 100],
+            prop_posts: 200,
+            prop_rate: 20.0,
+            catchup_posts: 10_000,
+            churn_nodes: 100,
+            churn_follows: 20,
+            churn_secs: 120,
+            ingest_posts: 100_000,
+            timeline_posts: 1_000_000,
+            timeline_authors: 1_000,
+            timeline_queries: 2_000,
+            memory_procs: 5,
+            memory_inproc: 20,
+            memory_load_posts: 100,
+            memory_follow_counts: vec![0, 100, 1_000],
+            dht_nodes: vec![100, 500],
+            dht_lookups: 300,
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            prop_followers: vec![5],
+            prop_proc_followers: vec![3],
+            prop_posts: 20,
+            prop_rate: 20.0,
+            catchup_posts: 500,
+            churn_nodes: 10,
+            churn_follows: 3,
+            churn_secs: 18,
+            ingest_posts: 2_000,
+            timeline_posts: 10_000,
+            timeline_authors: 100,
+            timeline_queries: 200,
+            memory_procs: 2,
+            memory_inproc: 3,
+            memory_load_posts: 20,
+            memory_follow_counts: vec![0, 50],
+            dht_nodes: vec![10],
+            dht_lookups: 30,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! CI's smoke run of the harness: the quick profile must run every scenario and its
+//! counts must add up. No duration is asserted here: benchmarks are not tests.
+
+use serde_json::Value;
+
+#[test]
+fn quick_profile_runs_every_scenario_with_consistent_counts() {
+    let out = tempfile::tempdir().unwrap();
+    let doc = out.path().join("BENCH.md");
+    std::fs::write(&doc, "# Benchmarks\n\nintro\n\n<!-- BEGIN GENERATED: starling-bench writes this part -->\nold\n<!-- END GENERATED -->\n\ntrailer\n").unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_starling-bench"))
+        .arg("--quick")
+        .arg("--out")
+        .arg(out.path())
+        .arg("--update-doc")
+        .arg(&doc)
+        .env("RUST_LOG", "error")
+        .status()
+        .expect("run starling-bench");
+    assert!(status.success(), "starling-bench --quick failed: {status}");
+
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "propagation",
+            "catchup",
+            "churn",
+            "ingest",
+            "timeline",
+            "memory",
+            "dht"
+        ]
+    );
+    let scenario = |id: &str| -> Value {
+        report["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["data"]
+            .clone()
+    };
+
+    // Propagation: every post reached every follower, in both setups.
+    let prop = scenario("propagation");
+    assert_eq!(prop.as_array().unwrap().len(), 2);
+    for run in prop.as_array().unwrap() {
+        assert_eq!(run["delivered"], run["expected"], "{run}");
+        assert_eq!(run["latency_ms"]["n"], run["expected"]);
+    }
+    // Catch-up: all missed posts arrived, from both sources.
+    let c = scenario("catchup");
+    assert_eq!(c["from_author"]["posts"], c["missed_posts"]);
+    assert_eq!(c["from_followers"]["posts"], c["missed_posts"]);
+    // Churn: fractions are fractions.
+    let churn = scenario("churn");
+    for w in ["5 s", "60 s"] {
+        for f in churn[w]["fractions"].as_array().unwrap() {
+            let f = f.as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&f));
+        }
+    }
+    assert!(churn["posts"].as_u64().unwrap() > 0);
+    // Ingest and timeline: everything stored was counted.
+    let ingest = scenario("ingest");
+    assert_eq!(ingest["stored"], ingest["posts"]);
+    let tl = scenario("timeline");
+    assert_eq!(tl["stored"], 10_000);
+    assert!(tl["latest"]["n"].as_u64().unwrap() > 0);
+    // Memory: real readings.
+    let mem = scenario("memory");
+    assert!(
+        mem["process_idle_kib"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v.as_u64().unwrap() > 0)
+    );
+    // DHT: with everyone up, every lookup finds the right key.
+    let dht = scenario("dht");
+    let all_up = &dht[0];
+    assert_eq!(all_up["dead"], 0);
+    assert_eq!(all_up["resolved"], all_up["tried"]);
+
+    // Plots and the report exist; the document's generated part was replaced.
+    for f in ["propagation.svg", "timeline.svg", "dht.svg", "report.md"] {
+        let text = std::fs::read_to_string(out.path().join(f)).unwrap();
+        assert!(!text.is_empty(), "{f}");
+    }
+    let doc = std::fs::read_to_string(&doc).unwrap();
+    assert!(doc.starts_with("# Benchmarks\n\nintro\n"));
+    assert!(doc.trim_end().ends_with("trailer"));
+    assert!(!doc.contains("\nold\n"));
+    assert!(doc.contains("### 1. Propagation"));
+}

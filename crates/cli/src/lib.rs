@@ -1,0 +1,290 @@
+//! The `starling` command line: parses flags, sets up logging, and hands over to the
+//! daemon (`up`) or to a client command talking to the daemon's local API. The binary
+//! (`src/main.rs`) only calls [`main_with_args`]; the benchmark harness embeds it the
+//! same way, to run real daemons from its own executable.
+//!
+//! Layout: `args` (flags), `settings` (flags + config file), `daemon` (`up`), `api`
+//! (HTTP API and OpenAPI document), `web` (web UI), `client` (HTTP client of the other
+//! commands), `output` (text for people), `shell` (the menu), `devnet` (local network).
+
+mod api;
+mod args;
+mod client;
+mod daemon;
+mod devnet;
+mod output;
+mod settings;
+mod shell;
+mod web;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Serialize;
+use starling_node::{FollowView, PostView, Profile, Status, TimelinePage, WhoAmI};
+use tracing_subscriber::EnvFilter;
+
+use crate::api::{NewPost, RegisterRequest, Target};
+use crate::args::{Cli, Command, PageArgs};
+use crate::client::Client;
+
+/// Runs the command line given by `args` (the first item is the program name).
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let default_log = if matches!(cli.command, Command::Up(_)) {
+        // Kademlia warns whenever a lone node cannot refresh: normal for a bootstrap node.
+        "info,libp2p_kad::behaviour=error"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init()
+        .ok();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`starling timeline | head`) is not an error.
+            if e.chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The profile directory: `--data-dir`, else `--profile NAME` or `default` under the
+/// platform's data directory (e.g. `~/.local/share/starling/profiles/default`).
+fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &cli.data_dir {
+        return Ok(d.clone());
+    }
+    let name = cli.profile.as_deref().unwrap_or("default");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!("profile name {name:?} may contain only letters, digits, _ and -");
+    }
+    let dirs = directories::ProjectDirs::from("", "", "starling")
+        .context("cannot find a home directory: pass --data-dir")?;
+    Ok(dirs.data_dir().join("profiles").join(name))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = data_dir(&cli)?;
+    let runtime = if matches!(cli.command, Command::Up(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    let result = runtime.block_on(dispatch(cli, dir));
+    // Everything that matters is flushed by now; do not wait for blocking readers
+    // (a daemon's stdin watcher would hold the process until its input closed).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
+}
+
+fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = if json {
+        serde_json::to_string_pretty(value)?
+    } else {
+        human(value)
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    starling_node::clock::system_ms()
+}
+
+fn page_query(p: &PageArgs) -> String {
+    let mut q = format!("?limit={}", p.limit);
+    if let Some(b) = &p.before {
+        q.push_str("&before=");
+        q.push_str(&percent_encode(b));
+    }
+    q
+}
+
+/// Cursors are `[0-9a-zA-Z-]`, but encode anything else a user might type.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn dispatch(cli: Cli, dir: PathBuf) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Init { name } => {
+            let profile = Profile::create(&dir, &name, now_ms())?;
+            #[derive(Serialize)]
+            struct Created {
+                handle: String,
+                peer_id: String,
+                fingerprint: String,
+                data_dir: String,
+            }
+            let created = Created {
+                handle: profile.handle.to_string(),
+                peer_id: profile.identity.author().to_string(),
+                fingerprint: profile.identity.author().fingerprint(),
+                data_dir: dir.display().to_string(),
+            };
+            print(json, &created, |c| {
+                format!(
+                    "Created profile @{} in {}\nkey:         {}\nfingerprint: {}\nStart your node with: starling --data-dir {} up",
+                    c.handle, c.data_dir, c.peer_id, c.fingerprint, c.data_dir
+                )
+            })
+        }
+        Command::Up(args) => daemon::up(&dir, args).await,
+        Command::Post { text } => {
+            let body = if text.is_empty() || text == ["-"] {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("cannot read the post from standard input")?;
+                s.trim_end_matches('\n').to_string()
+            } else {
+                text.join(" ")
+            };
+            let client = Client::for_profile(&dir)?;
+            let p: PostView = client.post("/posts", &NewPost { body }).await?;
+            print(json, &p, |p| {
+                format!(
+                    "Posted #{} (expires {})",
+                    p.seq,
+                    output::relative(p.expires_at, now_ms())
+                )
+            })
+        }
+        Command::Timeline(page) => {
+            let client = Client::for_profile(&dir)?;
+            let t: TimelinePage = client
+                .get(&format!("/timeline{}", page_query(&page)))
+                .await?;
+            print(json, &t, |t| {
+                output::timeline(
+                    t,
+                    now_ms(),
+                    "Your timeline is empty: post something!",
+                    "starling timeline",
+                )
+            })
+        }
+        Command::Archive(page) => {
+            let client = Client::for_profile(&dir)?;
+            let t: TimelinePage = client
+                .get(&format!("/archive{}", page_query(&page)))
+                .await?;
+            print(json, &t, |t| output::archive(t, now_ms()))
+        }
+        Command::Repost { seq } => {
+            let client = Client::for_profile(&dir)?;
+            let p: PostView = client
+                .post(&format!("/archive/{seq}/repost"), &serde_json::json!({}))
+                .await?;
+            print(json, &p, |p| format!("Reposted #{seq} as #{}", p.seq))
+        }
+        Command::Follow { target } => {
+            let client = Client::for_profile(&dir)?;
+            let f: FollowView = client.post("/follow", &Target { target }).await?;
+            print(json, &f, |f| {
+                format!(
+                    "Following {}; they will be told as soon as they are reachable.",
+                    output::who_follow(f)
+                )
+            })
+        }
+        Command::Unfollow { target } => {
+            let client = Client::for_profile(&dir)?;
+            let f: FollowView = client.post("/unfollow", &Target { target }).await?;
+            print(json, &f, |f| {
+                format!("No longer following {}.", output::who_follow(f))
+            })
+        }
+        Command::Followers => {
+            let client = Client::for_profile(&dir)?;
+            let list: Vec<FollowView> = client.get("/followers").await?;
+            print(json, &list, |l| {
+                output::follow_list(l, now_ms(), "Nobody follows you yet.")
+            })
+        }
+        Command::Following => {
+            let client = Client::for_profile(&dir)?;
+            let list: Vec<FollowView> = client.get("/following").await?;
+            print(json, &list, |l| {
+                output::follow_list(
+                    l,
+                    now_ms(),
+                    "You follow nobody yet: starling follow <handle>",
+                )
+            })
+        }
+        Command::Register { handle } => {
+            let client = Client::for_profile(&dir)?;
+            let w: WhoAmI = client
+                .post("/register", &RegisterRequest { handle })
+                .await?;
+            print(json, &w, |w| {
+                format!("@{} is registered to your key.", w.handle)
+            })
+        }
+        Command::Ui => {
+            let endpoint = daemon::Endpoint::read(&dir)
+                .ok_or_else(|| client::ClientError::NoDaemon { dir: dir.clone() })?;
+            let token = Profile::open(&dir)?.api_token()?;
+            let url = format!("{}/login?token={token}", endpoint.url);
+            print(json, &serde_json::json!({ "url": url }), |_| {
+                format!("Open this link in your browser (it signs you in; keep it private):\n{url}")
+            })
+        }
+        Command::Shell => shell::run(&dir).await,
+        Command::Devnet(args) => devnet::run(args).await,
+        Command::Whoami => {
+            let client = Client::for_profile(&dir)?;
+            let w: WhoAmI = client.get("/whoami").await?;
+            print(json, &w, output::whoami)
+        }
+        Command::Status => {
+            let client = Client::for_profile(&dir)?;
+            let s: Status = client.get("/status").await?;
+            print(json, &s, output::status)
+        }
+    }
+}
