@@ -154,6 +154,32 @@ pub fn self_rss_kib() -> u64 {
     rss_kib_of("self").unwrap_or(0)
 }
 
+/// Memory of a process, KiB: resident (RSS), proportional (PSS: shared pages such
+/// as the executable's code divided among the processes mapping them), and
+/// anonymous (heap and stacks: what each extra node really costs).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Mem {
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    pub anon_kib: u64,
+}
+
+pub fn mem_of(pid: &str) -> Option<Mem> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(Mem {
+        rss_kib: field("Rss:"),
+        pss_kib: field("Pss:"),
+        anon_kib: field("Anonymous:"),
+    })
+}
+
 pub fn rss_kib_of(pid: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
@@ -238,8 +264,8 @@ impl Proc {
         self.child.id().unwrap_or_default()
     }
 
-    pub fn rss_kib(&self) -> Option<u64> {
-        rss_kib_of(&self.pid().to_string())
+    pub fn mem(&self) -> Option<Mem> {
+        mem_of(&self.pid().to_string())
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {

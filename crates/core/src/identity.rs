@@ -98,6 +98,13 @@ impl AuthorId {
         Ok(Self(bytes))
     }
 
+    /// Takes 32 bytes as they are. Decoders use this: whether the bytes are a usable
+    /// key is settled when the signature is verified (which every record received
+    /// goes through), so reading our own store never pays for point decompression.
+    pub(crate) fn from_bytes_unchecked(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
         let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError::BadPublicKey)?;
         Self::from_bytes(arr)
@@ -107,14 +114,24 @@ impl AuthorId {
         &self.0
     }
 
+    /// The key as a curve point; small-order (weak) keys are refused.
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
-        VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::BadPublicKey)
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::BadPublicKey)?;
+        if key.is_weak() {
+            return Err(KeyError::BadPublicKey);
+        }
+        Ok(key)
     }
 
+    /// The PeerId: an identity multihash of the protobuf-encoded public key, built
+    /// directly from the bytes (cheap, and infallible).
     pub fn peer_id(&self) -> PeerId {
-        let pk = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0)
-            .expect("AuthorId always holds a valid key");
-        libp2p_identity::PublicKey::from(pk).to_peer_id()
+        // multihash: code 0x00 (identity), length 36; protobuf: field 1 = 1
+        // (Ed25519), field 2 = 32 bytes of key.
+        let mut mh = [0u8; 38];
+        mh[..6].copy_from_slice(&[0x00, 36, 0x08, 0x01, 0x12, 0x20]);
+        mh[6..].copy_from_slice(&self.0);
+        PeerId::from_bytes(&mh).expect("a 36-byte identity multihash is a valid PeerId")
     }
 
     pub fn from_peer_id(peer: &PeerId) -> Result<Self, KeyError> {
@@ -182,6 +199,29 @@ mod tests {
         assert_eq!(text.parse::<AuthorId>().unwrap(), author);
         assert_eq!(AuthorId::from_peer_id(&author.peer_id()).unwrap(), author);
         assert_eq!(id.to_libp2p().public().to_peer_id(), author.peer_id());
+    }
+
+    #[test]
+    fn peer_ids_built_from_bytes_match_libp2p() {
+        for seed in 0..20u8 {
+            let id = Identity::from_secret_bytes([seed; 32]);
+            assert_eq!(id.author().peer_id(), id.to_libp2p().public().to_peer_id());
+        }
+        // Any 32 bytes display without panicking, valid key or not.
+        let junk = (0..=255u8)
+            .map(|b| [b; 32])
+            .find(|b| VerifyingKey::from_bytes(b).is_err())
+            .expect("some repeated byte is not a curve point");
+        let junk = AuthorId::from_bytes_unchecked(junk);
+        assert!(junk.to_string().starts_with("12D3KooW"));
+        assert_eq!(junk.verifying_key(), Err(KeyError::BadPublicKey));
+        // The identity (small-order) point is refused too.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            AuthorId::from_bytes_unchecked(identity).verifying_key(),
+            Err(KeyError::BadPublicKey)
+        );
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl<T: SignedContent> Signed<T> {
                 .collect();
             if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
                 // Weak (small-order) keys, the case where batch and strict checks
-                // differ, never get this far: `AuthorId` refuses them.
+                // differ, never get this far: `verifying_key` refuses them.
                 return vec![true; records.len()];
             }
         }

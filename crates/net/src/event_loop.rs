@@ -85,6 +85,9 @@ pub struct EventLoop {
     finds: HashMap<QueryId, (PeerId, Vec<FindWaiter>)>,
     requests: HashMap<(Proto, OutboundRequestId), PendingRequest>,
     bans: HashMap<PeerId, Instant>,
+    /// When we last exchanged something useful with each connected peer.
+    activity: HashMap<PeerId, Instant>,
+    idle_timeout: Duration,
     counters: BTreeMap<String, u64>,
 }
 
@@ -226,12 +229,14 @@ impl EventLoop {
             finds: HashMap::new(),
             requests: HashMap::new(),
             bans: HashMap::new(),
+            activity: HashMap::new(),
+            idle_timeout: config.idle_timeout,
             counters: BTreeMap::new(),
         })
     }
 
     pub(crate) async fn run(mut self) {
-        let mut unban = tokio::time::interval(Duration::from_secs(5));
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
@@ -243,10 +248,58 @@ impl EventLoop {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
-                _ = unban.tick() => self.lift_bans(),
+                _ = housekeeping.tick() => {
+                    self.lift_bans();
+                    self.prune_connections();
+                }
             }
         }
         tracing::debug!("network task stopped");
+    }
+
+    fn touch(&mut self, peer: PeerId) {
+        self.activity.insert(peer, Instant::now());
+    }
+
+    /// Closes connections that serve no purpose any more. Gossipsub keeps a stream
+    /// open on every connection, so without this a small network ends up all-to-all
+    /// (every DHT query leaves connections behind). Kept: gossip mesh peers, peers
+    /// sharing one of our feed topics (followers and co-followers), the authors we
+    /// follow, peers we are waiting on, and anything active within the idle timeout.
+    fn prune_connections(&mut self) {
+        let now = Instant::now();
+        let gs = &self.swarm.behaviour().gossipsub;
+        let ours: HashSet<_> = gs.topics().cloned().collect();
+        let mut keep: HashSet<PeerId> = gs.all_mesh_peers().copied().collect();
+        keep.extend(
+            gs.all_peers()
+                .filter(|(_, topics)| topics.iter().any(|t| ours.contains(*t)))
+                .map(|(p, _)| *p),
+        );
+        keep.extend(
+            ours.iter()
+                .filter_map(|t| topic_author(t.as_str()))
+                .map(|a| a.peer_id()),
+        );
+        keep.extend(self.requests.values().map(|r| r.peer));
+        let idle: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| !keep.contains(p))
+            .filter(|p| {
+                self.activity
+                    .get(p)
+                    .is_none_or(|t| now.duration_since(*t) > self.idle_timeout)
+            })
+            .copied()
+            .collect();
+        for p in idle {
+            if self.swarm.disconnect_peer_id(p).is_ok() {
+                count(&mut self.counters, "connections_pruned");
+            }
+        }
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        self.activity.retain(|p, _| connected.contains(p));
     }
 
     fn lift_bans(&mut self) {
@@ -504,6 +557,7 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                self.touch(peer_id);
                 if self.bootstrap_peers.contains(&peer_id) && !self.bootstrapped {
                     self.bootstrapped = true;
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -538,6 +592,7 @@ impl EventLoop {
         else {
             return;
         };
+        self.touch(propagation_source);
         let Some(topic_author) = topic_author(message.topic.as_str()) else {
             count(&mut self.counters, "gossip_bad_topic");
             self.swarm
@@ -583,6 +638,9 @@ impl EventLoop {
     }
 
     fn on_sync(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
+        if let request_response::Event::Message { peer, .. } = &ev {
+            self.touch(*peer);
+        }
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
@@ -620,6 +678,9 @@ impl EventLoop {
     }
 
     fn on_social(&mut self, ev: request_response::Event<SocialRequest, SocialResponse>) {
+        if let request_response::Event::Message { peer, .. } = &ev {
+            self.touch(*peer);
+        }
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {

@@ -86,7 +86,7 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(10),
             query_timeout: Duration::from_secs(10),
             periodic_bootstrap: Some(Duration::from_secs(300)),
-            idle_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(30),
             max_connections: 512,
             event_buffer: 4096,
             initial_records: Vec::new(),

@@ -22,6 +22,7 @@ pub mod profile;
 pub mod sntp;
 mod social;
 mod sync;
+pub mod sysmem;
 pub mod view;
 
 pub use node::{Node, NodeConfig, NodeError, NodeEvent};

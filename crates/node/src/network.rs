@@ -186,6 +186,8 @@ impl Node {
         loop {
             tick.tick().await;
             round += 1;
+            // Idle connections are closed by now; give their memory back.
+            crate::sysmem::release_free_memory();
             let head = self.inner.head_seq.load(Ordering::SeqCst);
             if self.inner.published_head.load(Ordering::SeqCst) != head {
                 self.publish_profile().await;

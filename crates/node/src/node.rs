@@ -202,7 +202,8 @@ impl Node {
             }
             None => (None, None),
         };
-        let (events, _) = broadcast::channel(1024);
+        // Live views only: a subscriber that falls this far behind gets `resync`.
+        let (events, _) = broadcast::channel(128);
         let handle_state = if net.is_some() {
             HandleState::Pending {
                 reason: "waiting for peers".into(),

@@ -8,7 +8,7 @@ use starling_core::{FollowContent, FollowStatement, Identity};
 use starling_node::Profile;
 use starling_store::{Store, StoreConfig};
 
-use crate::cluster::{Cluster, Proc, self_rss_kib, wait_until};
+use crate::cluster::{Cluster, Mem, Proc, self_rss_kib, wait_until};
 
 /// `starling-bench memprobe N SETTLE_SECS POSTS`: starts N nodes in this (fresh)
 /// process and prints its memory growth per node, idle and after POSTS posts, as JSON.
@@ -44,6 +44,19 @@ fn mean(v: &[u64]) -> f64 {
     v.iter().sum::<u64>() as f64 / v.len().max(1) as f64
 }
 
+/// A table row for daemons: mean RSS, PSS and anonymous memory, and the largest RSS.
+fn mem_row(setup: String, mems: &[Mem]) -> Vec<String> {
+    let col = |f: fn(&Mem) -> u64| mems.iter().map(f).collect::<Vec<u64>>();
+    vec![
+        setup,
+        mems.len().to_string(),
+        mib(mean(&col(|m| m.rss_kib))),
+        mib(mean(&col(|m| m.pss_kib))),
+        mib(mean(&col(|m| m.anon_kib))),
+        mib(col(|m| m.rss_kib).into_iter().max().unwrap_or(0) as f64),
+    ]
+}
+
 /// A profile that follows `count` (made-up, never online) authors.
 async fn profile_following(root: &std::path::Path, name: &str, count: usize) -> anyhow::Result<()> {
     let dir = root.join(name);
@@ -77,7 +90,14 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     let root = tempfile::Builder::new()
         .prefix("starling-bench-mem-")
         .tempdir()?;
-    let mut table = Table::new(&["setup", "nodes", "RSS per node, MiB (mean)", "max MiB"]);
+    let mut table = Table::new(&[
+        "setup",
+        "nodes",
+        "RSS MiB",
+        "PSS MiB",
+        "anonymous MiB",
+        "max RSS MiB",
+    ]);
     let mut data = serde_json::Map::new();
 
     // Daemons, idle.
@@ -96,14 +116,9 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         );
     }
     tokio::time::sleep(settle).await;
-    let idle: Vec<u64> = procs.iter().filter_map(|p| p.rss_kib()).collect();
-    table.row(vec![
-        "daemon, idle".into(),
-        idle.len().to_string(),
-        mib(mean(&idle)),
-        mib(*idle.iter().max().unwrap_or(&0) as f64),
-    ]);
-    data.insert("process_idle_kib".into(), json!(idle));
+    let idle: Vec<Mem> = procs.iter().filter_map(|p| p.mem()).collect();
+    table.row(mem_row("daemon, idle".into(), &idle));
+    data.insert("process_idle".into(), json!(idle));
 
     // Daemons under load: everyone follows p0, which posts 100 times at 20/s.
     let author = procs[0].author.to_string();
@@ -125,17 +140,15 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let loaded: Vec<u64> = procs.iter().filter_map(|p| p.rss_kib()).collect();
-    table.row(vec![
+    let loaded: Vec<Mem> = procs.iter().filter_map(|p| p.mem()).collect();
+    table.row(mem_row(
         format!(
             "daemon, after {} posts pushed to the others",
             sizes.memory_load_posts
         ),
-        loaded.len().to_string(),
-        mib(mean(&loaded)),
-        mib(*loaded.iter().max().unwrap_or(&0) as f64),
-    ]);
-    data.insert("process_loaded_kib".into(), json!(loaded));
+        &loaded,
+    ));
+    data.insert("process_loaded".into(), json!(loaded));
     for p in procs {
         p.stop().await;
     }
@@ -160,20 +173,25 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     let p: serde_json::Value = serde_json::from_slice(&probe.stdout)?;
     let per = |key: &str| p[key].as_f64().unwrap_or(0.0);
     let (idle_per_node, loaded_per_node) = (per("idle_kib_per_node"), per("loaded_kib_per_node"));
+    let dash = || "-".to_string();
     table.row(vec![
-        "in one process, idle".into(),
+        "in one process, idle (growth / nodes)".into(),
         m.to_string(),
         mib(idle_per_node),
-        "-".into(),
+        dash(),
+        dash(),
+        dash(),
     ]);
     table.row(vec![
         format!(
-            "in one process, after {} posts to all",
+            "in one process, after {} posts to all (growth / nodes)",
             sizes.memory_load_posts
         ),
         m.to_string(),
         mib(loaded_per_node),
-        "-".into(),
+        dash(),
+        dash(),
+        dash(),
     ]);
     data.insert("inproc".into(), p);
 
@@ -184,20 +202,33 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         profile_following(root.path(), &name, count).await?;
         let p = Proc::start(root.path(), &name, &[]).await?;
         tokio::time::sleep(settle).await;
-        let rss = p.rss_kib().unwrap_or(0);
-        table.row(vec![
-            format!("daemon following {count} authors"),
-            "1".into(),
-            mib(rss as f64),
-            "-".into(),
-        ]);
-        growth.push(json!({ "following": count, "rss_kib": rss }));
+        let m = p.mem().unwrap_or_default();
+        table.row(mem_row(format!("daemon following {count} authors"), &[m]));
+        growth.push(json!({ "following": count, "rss_kib": m.rss_kib, "anon_kib": m.anon_kib }));
         p.stop().await;
     }
-    data.insert("growth".into(), json!(growth));
-    let notes = vec![
-        "RSS is VmRSS from /proc; in one process it is the growth of this process divided by the nodes started.".into(),
+    let mut notes = vec![
+        "From /proc/<pid>/smaps_rollup. Most of a daemon's RSS is the executable's code, mapped from the file and shared by every daemon on the machine (PSS divides it among them); anonymous memory (heap, stacks) is what each node adds. In one process: the process's growth divided by the nodes started.".to_string(),
     ];
+    if let (Some(first), Some(last)) = (growth.first(), growth.last()) {
+        let (c0, c1) = (
+            first["following"].as_f64().unwrap_or(0.0),
+            last["following"].as_f64().unwrap_or(0.0),
+        );
+        let (a0, a1) = (
+            first["anon_kib"].as_f64().unwrap_or(0.0),
+            last["anon_kib"].as_f64().unwrap_or(0.0),
+        );
+        if c1 > c0 {
+            notes.push(format!(
+                "Growth with followed authors: about {:.1} KiB of anonymous memory per followed author ({} → {} authors).",
+                (a1 - a0) / (c1 - c0),
+                c0,
+                c1
+            ));
+        }
+    }
+    data.insert("growth".into(), json!(growth));
     Ok(ScenarioResult {
         id: "memory".into(),
         title: "6. Memory per node".into(),

@@ -1,0 +1,92 @@
+//! Handles and follows between in-process nodes on loopback: trust on first use.
+
+use std::time::{Duration, Instant};
+
+use starling_core::Identity;
+use starling_net::NetConfig;
+use starling_node::{HandleState, Node, NodeConfig, NodeError, Profile};
+
+fn config(bootstrap: Option<starling_net::Multiaddr>) -> NodeConfig {
+    NodeConfig {
+        network: Some(NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: bootstrap.into_iter().collect(),
+            periodic_bootstrap: None,
+            ..NetConfig::default()
+        }),
+        ..NodeConfig::default()
+    }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_that_changed_key_is_reported_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Node::start(
+        Profile::create(&dir.path().join("alice"), "alice", 0).unwrap(),
+        config(None),
+    )
+    .await
+    .unwrap();
+    let boot = alice.net().unwrap().status().await.unwrap().listen_addrs[0].clone();
+    let bob = Node::start(
+        Profile::create(&dir.path().join("bob"), "bob", 0).unwrap(),
+        config(Some(boot)),
+    )
+    .await
+    .unwrap();
+    until("alice's handle", || {
+        alice.handle_state() == HandleState::Registered
+    })
+    .await;
+
+    // bob once saw @alice held by another key (trust on first use)...
+    let earlier = Identity::from_secret_bytes([42; 32]).author();
+    bob.store().pin("alice".into(), earlier, 0).await.unwrap();
+    // ...so the key the network now gives is reported, and nothing is followed.
+    match bob.follow("alice").await {
+        Err(NodeError::KeyChanged {
+            handle,
+            pinned,
+            now,
+        }) => {
+            assert_eq!(handle, "alice");
+            assert_eq!(pinned, earlier);
+            assert_eq!(now, alice.author());
+        }
+        other => panic!("expected a key change error, got {other:?}"),
+    }
+    assert!(bob.following_list().await.unwrap().is_empty());
+    assert_eq!(
+        bob.status()
+            .await
+            .unwrap()
+            .counters
+            .get("handle_key_changed"),
+        Some(&1)
+    );
+    // By key, on purpose, it works.
+    let f = bob.follow(&alice.author().to_string()).await.unwrap();
+    assert_eq!(f.peer_id, alice.author());
+    // Unknown handles are a clear error; following oneself is refused.
+    assert!(
+        matches!(bob.follow("nobody_here").await, Err(NodeError::UnknownHandle(h)) if h == "nobody_here")
+    );
+    assert!(matches!(
+        bob.follow(&bob.author().to_string()).await,
+        Err(NodeError::SelfFollow)
+    ));
+    assert!(matches!(
+        bob.follow("Not A Handle").await,
+        Err(NodeError::BadTarget(_))
+    ));
+    bob.shutdown().await;
+    alice.shutdown().await;
+}
