@@ -181,14 +181,10 @@ impl Node {
         if let Some(h) = &head {
             clock.start_after(h.ts);
         }
-        let following: HashSet<AuthorId> = store
-            .following(true)
-            .await?
-            .into_iter()
-            .map(|r| r.statement.followee)
-            .collect();
+        let followed = store.following(true).await?;
+        let following: HashSet<AuthorId> = followed.iter().map(|r| r.statement.followee).collect();
         let mut handles: HashMap<AuthorId, String> = store.pins().await?.into_iter().collect();
-        for row in store.following(true).await? {
+        for row in followed {
             if let Some(h) = row.handle {
                 handles.entry(row.statement.followee).or_insert(h);
             }

@@ -90,3 +90,52 @@ async fn a_handle_that_changed_key_is_reported_not_followed() {
     bob.shutdown().await;
     alice.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_talk_over_quic() {
+    let quic = |bootstrap: Option<starling_net::Multiaddr>| NodeConfig {
+        network: Some(NetConfig {
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+            bootstrap: bootstrap.into_iter().collect(),
+            periodic_bootstrap: None,
+            ..NetConfig::default()
+        }),
+        ..NodeConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Node::start(
+        Profile::create(&dir.path().join("alice"), "alice", 0).unwrap(),
+        quic(None),
+    )
+    .await
+    .unwrap();
+    let boot = alice.net().unwrap().status().await.unwrap().listen_addrs[0].clone();
+    assert!(boot.to_string().contains("/quic-v1/"), "{boot}");
+    let bob = Node::start(
+        Profile::create(&dir.path().join("bob"), "bob", 0).unwrap(),
+        quic(Some(boot)),
+    )
+    .await
+    .unwrap();
+    until("alice's handle", || {
+        alice.handle_state() == HandleState::Registered
+    })
+    .await;
+    bob.follow("alice").await.unwrap();
+    let mut events = bob.subscribe();
+    alice.post("over QUIC").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(starling_node::NodeEvent::Post(p)) = events.recv().await
+                && p.body == "over QUIC"
+            {
+                return p;
+            }
+        }
+    })
+    .await
+    .expect("the post arrives over QUIC");
+    assert_eq!(got.author, alice.author());
+    bob.shutdown().await;
+    alice.shutdown().await;
+}

@@ -111,6 +111,23 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
         }
         c.shutdown().await;
     }
+    let up: Vec<String> = data
+        .iter()
+        .filter(|d| d["dead"] == 0)
+        .map(|d| {
+            format!(
+                "{} nodes p99 {} ms",
+                d["nodes"],
+                ms(d["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN))
+            )
+        })
+        .collect();
+    if up.len() >= 2 {
+        notes.push(format!(
+            "Lookup latency vs network size, all up: {}.",
+            up.join(", ")
+        ));
+    }
     notes.push("A lookup is resolved when the first valid claim returned names the right key (a node holding the record answers from its own store).".into());
     let plot = "dht.svg".to_string();
     std::fs::write(
