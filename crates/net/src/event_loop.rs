@@ -498,6 +498,7 @@ impl EventLoop {
             connected_peers: self.swarm.connected_peers().copied().collect(),
             routing_table_size,
             subscribed_topics: self.swarm.behaviour().gossipsub.topics().count(),
+            dht_queries: self.swarm.behaviour_mut().kad.iter_queries().count(),
             counters: self.counters.clone(),
         }
     }
@@ -593,6 +594,7 @@ impl EventLoop {
             return;
         };
         self.touch(propagation_source);
+        tracing::trace!(len = message.data.len(), "gossip message received");
         let Some(topic_author) = topic_author(message.topic.as_str()) else {
             count(&mut self.counters, "gossip_bad_topic");
             self.swarm
@@ -761,6 +763,14 @@ impl EventLoop {
     }
 
     fn on_kad_inbound(&mut self, request: kad::InboundRequest) {
+        let kind = match &request {
+            kad::InboundRequest::FindNode { .. } => "kad_in.find_node",
+            kad::InboundRequest::GetProvider { .. } => "kad_in.get_providers",
+            kad::InboundRequest::AddProvider { .. } => "kad_in.add_provider",
+            kad::InboundRequest::GetRecord { .. } => "kad_in.get_record",
+            kad::InboundRequest::PutRecord { .. } => "kad_in.put_record",
+        };
+        count(&mut self.counters, kind);
         match request {
             kad::InboundRequest::PutRecord {
                 source,
@@ -822,6 +832,19 @@ impl EventLoop {
     }
 
     fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+        if last {
+            let kind = match &result {
+                QueryResult::Bootstrap(_) => "kad_query.bootstrap",
+                QueryResult::GetClosestPeers(_) => "kad_query.closest_peers",
+                QueryResult::GetProviders(_) => "kad_query.get_providers",
+                QueryResult::StartProviding(_) => "kad_query.start_providing",
+                QueryResult::RepublishProvider(_) => "kad_query.republish_provider",
+                QueryResult::GetRecord(_) => "kad_query.get_record",
+                QueryResult::PutRecord(_) => "kad_query.put_record",
+                QueryResult::RepublishRecord(_) => "kad_query.republish_record",
+            };
+            count(&mut self.counters, kind);
+        }
         match result {
             QueryResult::GetRecord(res) => {
                 let Some(mut pending) = self.gets.remove(&id) else {

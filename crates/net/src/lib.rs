@@ -147,6 +147,8 @@ pub struct NetStatus {
     pub connected_peers: Vec<PeerId>,
     pub routing_table_size: usize,
     pub subscribed_topics: usize,
+    /// Kademlia queries in flight.
+    pub dht_queries: usize,
     /// Counted events: refused DHT records, ignored gossip, bans, ...
     pub counters: BTreeMap<String, u64>,
 }

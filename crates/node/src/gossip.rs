@@ -6,7 +6,7 @@
 //! the verdicts go back to gossipsub (accepted posts are forwarded at once), and the
 //! accepted posts are stored in one transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use starling_core::{AuthorId, Post, PostError, PostRef};
 use starling_net::{MessageAcceptance, MessageId, PeerId};
@@ -33,6 +33,7 @@ impl Node {
         let limits = self.inner.config.limits;
         let metrics = &self.inner.metrics;
         metrics.add("gossip.received", batch.len() as u64);
+        tracing::trace!(n = batch.len(), "gossip batch");
 
         // Cheap checks first; survivors go on to the signature check.
         let mut verdicts: Vec<(MessageId, PeerId, MessageAcceptance)> = Vec::new();
@@ -68,20 +69,29 @@ impl Node {
 
         let posts: Vec<Post> = candidates.iter().map(|(_, p)| p.clone()).collect();
         let signatures_ok = Post::verify_many(&posts);
-        let held = match self
-            .inner
-            .store
-            .posts_raw(posts.iter().map(|p| p.id()).collect())
-            .await
-        {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check held posts; ignoring the batch");
-                for (m, _) in candidates {
-                    verdicts.push((m.id, m.source, MessageAcceptance::Ignore));
+        // Only a post at or below the newest seq we hold of its author can be a
+        // second version of one we hold; newer ones (the usual case) need no read.
+        let maybe_held: Vec<PostRef> = {
+            let max = self.inner.feed_max.lock().expect("feed_max poisoned");
+            posts
+                .iter()
+                .filter(|p| max.get(&p.author).is_none_or(|m| p.seq <= *m))
+                .map(|p| p.id())
+                .collect()
+        };
+        let held = if maybe_held.is_empty() {
+            HashMap::new()
+        } else {
+            match self.inner.store.posts_raw(maybe_held).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check held posts; ignoring the batch");
+                    for (m, _) in candidates {
+                        verdicts.push((m.id, m.source, MessageAcceptance::Ignore));
+                    }
+                    self.send_verdicts(&net, verdicts).await;
+                    return;
                 }
-                self.send_verdicts(&net, verdicts).await;
-                return;
             }
         };
 
@@ -121,9 +131,13 @@ impl Node {
         let sources: HashMap<AuthorId, PeerId> =
             accepted.iter().map(|(s, p)| (p.author, *s)).collect();
         let posts: Vec<Post> = accepted.into_iter().map(|(_, p)| p).collect();
-        self.store_received(posts, "gossip.accepted").await;
-        for (author, source) in sources {
-            self.check_gap(author, Some(source)).await;
+        let (_, positions) = self.store_received(posts, "gossip.accepted").await;
+        // A post beyond the next expected seq shows a gap: catch up on that author.
+        for (author, synced, max) in positions {
+            if synced < max {
+                tracing::debug!(%author, synced, max, "gap in feed; catching up");
+                self.spawn_catch_up(author, sources.get(&author).copied());
+            }
         }
     }
 
@@ -159,27 +173,37 @@ impl Node {
     }
 
     /// Stores validated posts of others; announces the new ones. Returns how many
-    /// were new.
-    pub(crate) async fn store_received(&self, posts: Vec<Post>, counter: &str) -> usize {
+    /// were new, and the feed positions of their authors (see
+    /// [`starling_store::Store::insert_received`]).
+    pub(crate) async fn store_received(
+        &self,
+        posts: Vec<Post>,
+        counter: &str,
+    ) -> (usize, Vec<(AuthorId, u64, u64)>) {
         let now = self.inner.clock.now_ms();
         let skew = self.inner.config.limits.max_future_skew_ms;
         for p in &posts {
             let _ = self.inner.clock.observe(p.ts, skew);
         }
-        let outcome = match self.inner.store.insert_received(posts.clone(), now).await {
+        let (outcome, positions) = match self.inner.store.insert_received(posts.clone(), now).await
+        {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "cannot store received posts");
-                return 0;
+                return (0, Vec::new());
             }
         };
+        {
+            let mut max = self.inner.feed_max.lock().expect("feed_max poisoned");
+            for (author, _, m) in &positions {
+                max.insert(*author, *m);
+            }
+        }
         let mut new = 0;
-        let mut authors = HashSet::new();
         for (post, result) in posts.iter().zip(outcome) {
             match result {
                 Inserted::New => {
                     new += 1;
-                    authors.insert(post.author);
                     let _ = self.inner.events.send(NodeEvent::Post(self.view(post)));
                 }
                 Inserted::Duplicate => self.inner.metrics.inc("received.duplicate"),
@@ -190,6 +214,6 @@ impl Node {
             }
         }
         self.inner.metrics.add(counter, new as u64);
-        new
+        (new, positions)
     }
 }

@@ -234,6 +234,7 @@ impl Node {
             peers: st.connected_peers.iter().map(|p| p.to_string()).collect(),
             routing_table_size: st.routing_table_size,
             subscribed_topics: st.subscribed_topics,
+            dht_queries: st.dht_queries,
             counters: st.counters,
         })
     }

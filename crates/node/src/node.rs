@@ -161,6 +161,9 @@ pub(crate) struct Inner {
     pub(crate) published_head: AtomicU64,
     /// Set once we announced ourselves to the network (at the first connection).
     pub(crate) announced: AtomicBool,
+    /// Highest seq stored per followed author, as of our last insert: a gossiped
+    /// post beyond it cannot be held yet, so checking it needs no database read.
+    pub(crate) feed_max: std::sync::Mutex<HashMap<AuthorId, u64>>,
 }
 
 impl Node {
@@ -231,6 +234,7 @@ impl Node {
                 connected_kick: Notify::new(),
                 published_head: AtomicU64::new(u64::MAX),
                 announced: AtomicBool::new(false),
+                feed_max: Default::default(),
             }),
         };
         node.spawn_background();
@@ -263,6 +267,13 @@ impl Node {
         self.spawn(async move { clock.run_sntp(servers, every, cancel).await });
         let node = self.clone();
         self.spawn(async move { node.run_gc().await });
+    }
+
+    /// Tells every background task to stop, without waiting; the network and the
+    /// store close once the last handle to them is gone. For teardown paths that
+    /// cannot wait (prefer [`Node::shutdown`]).
+    pub fn stop_now(&self) {
+        self.inner.cancel.cancel();
     }
 
     /// Stops the background tasks and the network, and flushes the store.

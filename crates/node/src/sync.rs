@@ -70,18 +70,6 @@ impl Node {
         let _ = net.respond_sync(channel, response).await;
     }
 
-    /// Checks an author's feed for a gap after new posts arrived; catches up if so.
-    pub(crate) async fn check_gap(&self, author: AuthorId, hint: Option<PeerId>) {
-        match self.inner.store.advance_synced_seq(author).await {
-            Ok((synced, max)) if synced < max => {
-                tracing::debug!(%author, synced, max, "gap in feed; catching up");
-                self.spawn_catch_up(author, hint);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot check feed position"),
-        }
-    }
-
     pub(crate) fn spawn_catch_up(&self, author: AuthorId, hint: Option<PeerId>) {
         let node = self.clone();
         self.spawn(async move { node.catch_up(author, hint).await });
@@ -281,6 +269,6 @@ impl Node {
         if good.is_empty() {
             return 0;
         }
-        self.store_received(good, "sync.accepted").await
+        self.store_received(good, "sync.accepted").await.0
     }
 }

@@ -132,6 +132,8 @@ pub struct NetworkStatus {
     pub peers: Vec<String>,
     pub routing_table_size: usize,
     pub subscribed_topics: usize,
+    /// DHT queries in flight (lookups, announcements, bootstrap).
+    pub dht_queries: usize,
     pub counters: BTreeMap<String, u64>,
 }
 

@@ -140,15 +140,33 @@ impl Store {
             .await
     }
 
-    /// Stores posts received from others (validated by the caller); they can be
-    /// fetched again, so the commit is not flushed to disk.
+    /// Stores posts received from others (validated by the caller) and moves each
+    /// author's catch-up position, in one job; the posts can be fetched again, so the
+    /// commit is not flushed to disk. Returns one result per post, and per author of
+    /// a new post `(author, synced_seq, highest seq held)`: a gap when they differ.
     pub async fn insert_received(
         &self,
         posts: Vec<Post>,
         received_at: u64,
-    ) -> Result<Vec<Inserted>> {
-        self.write_relaxed(move |c| insert_posts_on(c, &posts, received_at))
-            .await
+    ) -> Result<(Vec<Inserted>, Vec<(AuthorId, u64, u64)>)> {
+        self.write_relaxed(move |c| {
+            let results = insert_posts_on(c, &posts, received_at)?;
+            let mut authors: Vec<AuthorId> = posts
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| **r == Inserted::New)
+                .map(|(p, _)| p.author)
+                .collect();
+            authors.sort();
+            authors.dedup();
+            let mut positions = Vec::with_capacity(authors.len());
+            for a in authors {
+                let (synced, max) = crate::social::advance_on(c, a)?;
+                positions.push((a, synced, max));
+            }
+            Ok((results, positions))
+        })
+        .await
     }
 
     /// The newest unexpired posts, newest first, strictly before `before`.

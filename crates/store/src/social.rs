@@ -94,6 +94,47 @@ fn following_row(raw: RawFollowing) -> Result<FollowingRow> {
     })
 }
 
+/// See [`Store::advance_synced_seq`]; also run right after inserts, in the same job.
+pub(crate) fn advance_on(c: &rusqlite::Connection, followee: AuthorId) -> Result<(u64, u64)> {
+    let synced: i64 = match c
+        .prepare_cached("SELECT synced_seq FROM following WHERE followee = ?1")?
+        .query_row([followee.as_bytes()], |r| r.get(0))
+        .optional()?
+    {
+        Some(s) => s,
+        None => return Ok((0, 0)), // not followed: no position to keep
+    };
+    const STEP: usize = 256;
+    let mut at = synced;
+    let mut next = c.prepare_cached(
+        "SELECT seq FROM posts WHERE author = ?1 AND seq > ?2 ORDER BY seq LIMIT 256",
+    )?;
+    loop {
+        let seqs: Vec<i64> = next
+            .query_map(params![followee.as_bytes(), at], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let before = at;
+        for s in &seqs {
+            if *s != at + 1 {
+                break;
+            }
+            at = *s;
+        }
+        // Stop at a gap, or when everything held is covered.
+        if at - before < seqs.len() as i64 || seqs.len() < STEP {
+            break;
+        }
+    }
+    if at != synced {
+        c.prepare_cached("UPDATE following SET synced_seq = ?2 WHERE followee = ?1")?
+            .execute(params![followee.as_bytes(), at])?;
+    }
+    let max: Option<i64> = c
+        .prepare_cached("SELECT max(seq) FROM posts WHERE author = ?1")?
+        .query_row([followee.as_bytes()], |r| r.get(0))?;
+    Ok((at as u64, max.unwrap_or(at).max(at) as u64))
+}
+
 impl Store {
     /// Records our own statement if it is newer than the one held. A new follow
     /// restarts catch-up from the beginning. Returns whether it was stored.
@@ -252,7 +293,7 @@ impl Store {
     }
 
     pub async fn set_synced_seq(&self, followee: AuthorId, seq: u64) -> Result<()> {
-        self.write(move |c| {
+        self.write_relaxed(move |c| {
             c.prepare_cached(
                 "UPDATE following SET synced_seq = max(synced_seq, ?2) WHERE followee = ?1",
             )?
@@ -263,36 +304,10 @@ impl Store {
     }
 
     /// Moves `synced_seq` of `followee` over every post held right after it, and
-    /// returns `(synced_seq, highest seq held)`: a gap when they differ.
+    /// returns `(synced_seq, highest seq held)`: a gap when they differ. The
+    /// position can always be recomputed, so the commit is not flushed to disk.
     pub async fn advance_synced_seq(&self, followee: AuthorId) -> Result<(u64, u64)> {
-        self.write(move |c| {
-            let synced: i64 = c
-                .prepare_cached("SELECT synced_seq FROM following WHERE followee = ?1")?
-                .query_row([followee.as_bytes()], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0);
-            let seqs: Vec<i64> = c
-                .prepare_cached(
-                    "SELECT seq FROM posts WHERE author = ?1 AND seq > ?2 ORDER BY seq LIMIT 4096",
-                )?
-                .query_map(params![followee.as_bytes(), synced], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut at = synced;
-            for s in &seqs {
-                if *s == at + 1 {
-                    at = *s;
-                } else {
-                    break;
-                }
-            }
-            if at != synced {
-                c.prepare_cached("UPDATE following SET synced_seq = ?2 WHERE followee = ?1")?
-                    .execute(params![followee.as_bytes(), at])?;
-            }
-            let max = seqs.last().copied().unwrap_or(at).max(at);
-            Ok((at as u64, max as u64))
-        })
-        .await
+        self.write_relaxed(move |c| advance_on(c, followee)).await
     }
 
     /// Records a follower's statement if newer than the one held; returns whether it
