@@ -35,10 +35,10 @@ where
     }
 }
 
-pub fn config(bootstrap: Option<&Multiaddr>, ttl: Duration) -> NodeConfig {
+pub fn config(bootstrap: Option<&Multiaddr>, ttl: Duration, maintenance: Duration) -> NodeConfig {
     NodeConfig {
         post_ttl: ttl,
-        maintenance_interval: Duration::from_secs(15),
+        maintenance_interval: maintenance,
         network: Some(NetConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("literal")],
             bootstrap: bootstrap.cloned().into_iter().collect(),
@@ -56,17 +56,30 @@ pub struct Member {
     pub node: Option<Node>,
 }
 
-/// Nodes in this process. Member 0 is the bootstrap node.
+/// Nodes in this process. Member 0 is the bootstrap node. Dropping the cluster
+/// without [`Cluster::shutdown`] (a scenario failed) still stops every node.
 pub struct Cluster {
     pub members: Vec<Member>,
     pub boot: Multiaddr,
     pub ttl: Duration,
+    pub maintenance: Duration,
     _root: tempfile::TempDir,
 }
 
 impl Cluster {
-    /// Creates `n` profiles and starts them all (16 at a time).
+    /// Creates `n` profiles and starts them all (16 at a time), with the daemon's
+    /// default maintenance period.
     pub async fn start(n: usize, ttl: Duration) -> anyhow::Result<Self> {
+        Self::start_with(n, ttl, NodeConfig::default().maintenance_interval).await
+    }
+
+    /// Like [`Cluster::start`], with maintenance rounds (reconnection, follower
+    /// discovery) every `maintenance`.
+    pub async fn start_with(
+        n: usize,
+        ttl: Duration,
+        maintenance: Duration,
+    ) -> anyhow::Result<Self> {
         let root = tempfile::Builder::new()
             .prefix("starling-bench-")
             .tempdir()?;
@@ -80,7 +93,11 @@ impl Cluster {
                 node: None,
             });
         }
-        let first = Node::start(Profile::open(&members[0].dir)?, config(None, ttl)).await?;
+        let first = Node::start(
+            Profile::open(&members[0].dir)?,
+            config(None, ttl, maintenance),
+        )
+        .await?;
         let boot: Multiaddr = first
             .net()
             .context("network")?
@@ -95,6 +112,7 @@ impl Cluster {
             members,
             boot,
             ttl,
+            maintenance,
             _root: root,
         };
         let rest: Vec<usize> = (1..n).collect();
@@ -102,7 +120,7 @@ impl Cluster {
             let started = futures::future::join_all(chunk.iter().map(|&i| {
                 let (dir, boot) = (c.members[i].dir.clone(), c.boot.clone());
                 async move {
-                    Node::start(Profile::open(&dir)?, config(Some(&boot), ttl))
+                    Node::start(Profile::open(&dir)?, config(Some(&boot), ttl, maintenance))
                         .await
                         .map_err(anyhow::Error::from)
                 }
@@ -113,6 +131,28 @@ impl Cluster {
             }
         }
         Ok(c)
+    }
+
+    /// Waits until no running member has a DHT query in flight (start-up lookups,
+    /// announcements and bootstraps are over), at most `limit`. Returns how long
+    /// that took, or `None` if the cluster was still busy at the limit.
+    pub async fn settle(&self, limit: Duration) -> Option<Duration> {
+        let t = Instant::now();
+        let quiet = wait_until("the DHT to go quiet", limit, || async {
+            for m in &self.members {
+                if let Some(n) = &m.node {
+                    match n.status().await {
+                        Ok(st) if st.network.as_ref().is_some_and(|n| n.dht_queries > 0) => {
+                            return false;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            true
+        })
+        .await;
+        quiet.ok().map(|()| t.elapsed())
     }
 
     pub fn node(&self, i: usize) -> &Node {
@@ -128,7 +168,7 @@ impl Cluster {
         if self.members[i].node.is_none() {
             let node = Node::start(
                 Profile::open(&self.members[i].dir)?,
-                config(Some(&self.boot), self.ttl),
+                config(Some(&self.boot), self.ttl, self.maintenance),
             )
             .await?;
             self.members[i].node = Some(node);
@@ -147,6 +187,32 @@ impl Cluster {
             self.stop(i).await;
         }
     }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(n) = m.node.take() {
+                n.stop_now();
+            }
+        }
+    }
+}
+
+/// Waits until none of `procs` has a DHT query in flight, at most `limit`; like
+/// [`Cluster::settle`].
+pub async fn settle_procs(procs: &[&Proc], limit: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    let quiet = wait_until("the DHT to go quiet", limit, || async {
+        for p in procs {
+            if p.dht_queries().await.map_or(true, |n| n > 0) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    quiet.ok().map(|()| t.elapsed())
 }
 
 /// This process's resident memory, KiB.
@@ -266,6 +332,12 @@ impl Proc {
 
     pub fn mem(&self) -> Option<Mem> {
         mem_of(&self.pid().to_string())
+    }
+
+    /// DHT queries this daemon has in flight.
+    pub async fn dht_queries(&self) -> anyhow::Result<u64> {
+        let st = self.get("/status").await?;
+        Ok(st["network"]["dht_queries"].as_u64().unwrap_or(0))
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {

@@ -53,6 +53,12 @@ struct Args {
     /// Write the report into this Markdown file (between its generated-part markers).
     #[arg(long, value_name = "FILE")]
     update_doc: Option<PathBuf>,
+    /// Propagation in one process with these follower counts instead of the profile's.
+    #[arg(long, value_delimiter = ',', value_name = "F,...")]
+    followers: Vec<usize>,
+    /// Propagation as processes with these follower counts instead of the profile's.
+    #[arg(long, value_delimiter = ',', value_name = "F,...")]
+    proc_followers: Vec<usize>,
 }
 
 fn main() -> ExitCode {
@@ -109,8 +115,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the open-file limit as far as allowed: hundreds of nodes in one process
+/// hold thousands of sockets and database files. Returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let current = getrlimit(Resource::Nofile);
+    let hard = current.maximum.unwrap_or(1 << 20);
+    // Privileged users may go past the hard limit; everyone may go up to it.
+    for want in [1 << 20, hard] {
+        let limit = Rlimit {
+            current: Some(want),
+            maximum: Some(want.max(hard)),
+        };
+        if setrlimit(Resource::Nofile, limit).is_ok() {
+            return want;
+        }
+    }
+    current.current.unwrap_or(1024)
+}
+
 /// Runs the scenarios; `Ok(false)` when one of them failed (the others still ran).
 async fn run(args: Args) -> anyhow::Result<bool> {
+    let fds = raise_fd_limit();
     for o in &args.only {
         anyhow::ensure!(
             ALL.contains(&o.as_str()),
@@ -119,11 +145,43 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         );
     }
     let selected = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
-    let sizes = if args.quick {
+    let mut wanted = if args.quick {
         Sizes::quick()
     } else {
         Sizes::default_profile()
     };
+    if !args.followers.is_empty() {
+        wanted.prop_followers = args.followers.clone();
+    }
+    if !args.proc_followers.is_empty() {
+        wanted.prop_proc_followers = args.proc_followers.clone();
+    }
+    let sizes = wanted.clone().fit(fds);
+    let mut skipped = Vec::new();
+    for f in wanted
+        .prop_followers
+        .iter()
+        .filter(|f| !sizes.prop_followers.contains(f))
+    {
+        skipped.push(format!("propagation in one process with F={f}"));
+    }
+    for n in wanted
+        .dht_nodes
+        .iter()
+        .filter(|n| !sizes.dht_nodes.contains(n))
+    {
+        skipped.push(format!("DHT with {n} nodes"));
+    }
+    let mut run_notes = Vec::new();
+    if !skipped.is_empty() {
+        let note = format!(
+            "Not run: {}. The open-file limit here is {fds}, about {} per in-process node is needed.",
+            skipped.join(", "),
+            scenarios::FDS_PER_NODE
+        );
+        eprintln!("{note}");
+        run_notes.push(note);
+    }
     std::fs::create_dir_all(&args.out)?;
     let out = args.out.clone();
     let started = Instant::now();
@@ -170,6 +228,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if !args.only.is_empty() {
         command.push_str(&format!(" --only {}", args.only.join(",")));
     }
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if !args.followers.is_empty() {
+        command.push_str(&format!(" --followers {}", list(&args.followers)));
+    }
+    if !args.proc_followers.is_empty() {
+        command.push_str(&format!(" --proc-followers {}", list(&args.proc_followers)));
+    }
     let report = Report {
         command,
         profile: if args.quick {
@@ -180,6 +250,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         started_at,
         total_seconds: started.elapsed().as_secs_f64(),
         machine: Machine::probe(),
+        notes: run_notes,
         scenarios: results,
     };
     std::fs::write(

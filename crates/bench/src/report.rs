@@ -131,6 +131,8 @@ pub struct Report {
     pub started_at: String,
     pub total_seconds: f64,
     pub machine: Machine,
+    /// What this run could not do on this machine, and why.
+    pub notes: Vec<String>,
     pub scenarios: Vec<ScenarioResult>,
 }
 

@@ -37,7 +37,9 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         (10.0, 5.0, 1.5)
     };
     let mut rng = fastrand::Rng::with_seed(7);
-    let mut c = Cluster::start(n, Duration::from_secs(24 * 3600)).await?;
+    // Short sessions: reconnect and rediscover every 15 s rather than every minute.
+    let mut c =
+        Cluster::start_with(n, Duration::from_secs(24 * 3600), Duration::from_secs(15)).await?;
 
     // Member 0 is the bootstrap node: always on, outside the follow graph.
     let members: Vec<usize> = (1..n).collect();

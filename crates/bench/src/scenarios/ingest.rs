@@ -105,6 +105,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         stored += store
             .insert_received(good, now)
             .await?
+            .0
             .iter()
             .filter(|r| **r == starling_store::Inserted::New)
             .count();

@@ -32,7 +32,22 @@ pub struct Sizes {
     pub dht_lookups: usize,
 }
 
+/// Open files one in-process node may need at its busiest (database files, listener,
+/// connections during the DHT queries of its first seconds), counting both ends of
+/// in-process connections.
+pub const FDS_PER_NODE: u64 = 160;
+
 impl Sizes {
+    /// Drops the in-process sizes the open-file limit cannot hold ("where the machine
+    /// allows"); what was dropped is reported by the scenarios as not run.
+    pub fn fit(mut self, fd_limit: u64) -> Self {
+        let max_nodes = (fd_limit / FDS_PER_NODE) as usize;
+        self.prop_followers.retain(|f| *f < max_nodes);
+        self.dht_nodes.retain(|n| *n <= max_nodes);
+        self.churn_nodes = self.churn_nodes.min(max_nodes);
+        self
+    }
+
     pub fn default_profile() -> Self {
         Self {
             prop_followers: vec![10, 100, 500],

@@ -10,10 +10,14 @@ use futures::StreamExt;
 use serde_json::json;
 use starling_node::NodeEvent;
 
-use crate::cluster::{Cluster, Proc, wait_until};
+use crate::cluster::{Cluster, Proc, settle_procs, wait_until};
 use crate::report::{ScenarioResult, Table};
 use crate::stats::{Summary, ms, summarize};
 use crate::svg;
+
+/// The longest wait for the start-up DHT work (announcements, bootstraps) to end
+/// before measuring: the figures are for a network at rest, not one still joining.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Arrival times: (follower index, seq) -> instant.
 type Arrivals = Arc<Mutex<HashMap<(usize, u64), Instant>>>;
@@ -25,6 +29,9 @@ pub struct Run {
     pub latencies_ms: Vec<f64>,
     pub delivered: usize,
     pub duplicates: u64,
+    /// How long the network took to finish its start-up DHT work before the
+    /// measurement began (`None`: still busy at the limit; measured anyway).
+    pub settled: Option<Duration>,
 }
 
 impl Run {
@@ -58,6 +65,7 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     )
     .await?;
     tracing::info!("in-process: follows acknowledged");
+    let settled = cluster.settle(SETTLE_LIMIT).await;
 
     let arrivals: Arrivals = Arc::default();
     let mut listeners = Vec::new();
@@ -91,6 +99,7 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     .await?;
 
     tracing::info!("in-process: warm-up delivered");
+    let warm_totals = counter_totals(&cluster, followers).await?;
     let mut sent: HashMap<u64, Instant> = HashMap::new();
     let period = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
@@ -125,11 +134,14 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
             }
         }
     }
-    let mut duplicates = 0;
-    for i in 1..=followers {
-        let st = cluster.node(i).status().await?;
-        duplicates += st.counters.get("received.duplicate").copied().unwrap_or(0);
-    }
+    let totals = counter_totals(&cluster, followers).await?;
+    let duplicates = totals.get("received.duplicate").copied().unwrap_or(0);
+    let diff: std::collections::BTreeMap<_, _> = totals
+        .iter()
+        .map(|(k, v)| (k.clone(), v - warm_totals.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    tracing::debug!(?diff, "followers' counters during the posts");
     for l in listeners {
         l.abort();
     }
@@ -141,7 +153,28 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
         delivered: latencies.len(),
         latencies_ms: latencies,
         duplicates,
+        settled,
     })
+}
+
+/// The followers' counters (node and network), summed.
+async fn counter_totals(
+    cluster: &Cluster,
+    followers: usize,
+) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    let mut totals = std::collections::BTreeMap::new();
+    for i in 1..=followers {
+        let st = cluster.node(i).status().await?;
+        for (k, v) in &st.counters {
+            *totals.entry(k.clone()).or_default() += v;
+        }
+        if let Some(ns) = &st.network {
+            for (k, v) in &ns.counters {
+                *totals.entry(format!("net.{k}")).or_default() += v;
+            }
+        }
+    }
+    Ok(totals)
 }
 
 /// Separate daemons; arrival = the follower's event stream announcing the post.
@@ -180,6 +213,8 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
     )
     .await?;
 
+    let all: Vec<&Proc> = std::iter::once(&author).chain(procs.iter()).collect();
+    let settled = settle_procs(&all, SETTLE_LIMIT).await;
     let arrivals: Arrivals = Arc::default();
     let mut listeners = Vec::new();
     for (i, p) in procs.iter().enumerate() {
@@ -275,6 +310,7 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
         delivered: latencies.len(),
         latencies_ms: latencies,
         duplicates,
+        settled,
     })
 }
 
@@ -303,6 +339,7 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
         "max ms",
         "delivered",
         "duplicates stored",
+        "settled after",
     ]);
     let mut data = Vec::new();
     for r in &runs {
@@ -316,11 +353,16 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
             ms(s.max),
             format!("{:.2}%", r.ratio() * 100.0),
             r.duplicates.to_string(),
+            r.settled.map_or_else(
+                || format!("busy at {} s", SETTLE_LIMIT.as_secs()),
+                |d| format!("{:.1} s", d.as_secs_f64()),
+            ),
         ]);
         data.push(json!({
             "setup": r.label, "followers": r.followers, "posts": r.posts, "rate_per_s": sizes.prop_rate,
             "latency_ms": s, "delivered": r.delivered, "expected": r.followers * r.posts,
             "delivery_ratio": r.ratio(), "duplicates_stored": r.duplicates,
+            "settled_s": r.settled.map(|d| d.as_secs_f64()),
         }));
     }
     let mut notes = skipped;
