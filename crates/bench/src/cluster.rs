@@ -182,10 +182,14 @@ impl Cluster {
         }
     }
 
+    /// Stops every member, all at once.
     pub async fn shutdown(mut self) {
-        for i in 0..self.members.len() {
-            self.stop(i).await;
-        }
+        let nodes: Vec<Node> = self
+            .members
+            .iter_mut()
+            .filter_map(|m| m.node.take())
+            .collect();
+        futures::future::join_all(nodes.iter().map(|n| n.shutdown())).await;
     }
 }
 

@@ -41,8 +41,11 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     let mut c =
         Cluster::start_with(n, Duration::from_secs(24 * 3600), Duration::from_secs(15)).await?;
 
+    tracing::info!(n, "churn: nodes started");
     // Member 0 is the bootstrap node: always on, outside the follow graph.
     let members: Vec<usize> = (1..n).collect();
+    // One follow after another: all at once, the follows' announcements and
+    // deliveries swamp two cores.
     let mut follows: HashMap<usize, Vec<usize>> = HashMap::new();
     for &i in &members {
         let mut others: Vec<usize> = members.iter().copied().filter(|&j| j != i).collect();
@@ -53,9 +56,10 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         }
         follows.insert(i, others);
     }
+    tracing::info!("churn: follows sent");
     wait_until(
         "follow statements delivered",
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         || async {
             let mut pending = 0;
             for &i in &members {
@@ -71,6 +75,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     )
     .await?;
 
+    tracing::info!("churn: follows delivered");
     let run_for = Duration::from_secs(sizes.churn_secs);
     let t_start = Instant::now();
     let end = t_start + run_for;
@@ -169,7 +174,9 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
             duplicates += st.counters.get("received.duplicate").copied().unwrap_or(0);
         }
     }
+    tracing::info!("churn: checks done");
     c.shutdown().await;
+    tracing::info!("churn: nodes stopped");
 
     let mut table = Table::new(&[
         "within",

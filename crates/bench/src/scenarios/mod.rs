@@ -57,7 +57,7 @@ impl Sizes {
             catchup_posts: 10_000,
             churn_nodes: 100,
             churn_follows: 20,
-            churn_secs: 120,
+            churn_secs: 90,
             ingest_posts: 100_000,
             timeline_posts: 1_000_000,
             timeline_authors: 1_000,
