@@ -152,6 +152,9 @@ impl Report {
             format_secs(self.total_seconds),
             self.started_at
         );
+        for n in &self.notes {
+            let _ = writeln!(s, "{n}\n");
+        }
         for sc in &self.scenarios {
             let _ = writeln!(s, "### {}\n", sc.title);
             s.push_str(&sc.table.markdown());
