@@ -35,6 +35,19 @@ where
     }
 }
 
+/// [`wait_until`], returning how long the wait took, or `None` at the limit.
+pub async fn timed_wait<F, Fut>(what: &str, limit: Duration, check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    wait_until(what, limit, check)
+        .await
+        .ok()
+        .map(|()| t.elapsed())
+}
+
 pub fn config(bootstrap: Option<&Multiaddr>, ttl: Duration, maintenance: Duration) -> NodeConfig {
     NodeConfig {
         post_ttl: ttl,
@@ -137,22 +150,17 @@ impl Cluster {
     /// announcements and bootstraps are over), at most `limit`. Returns how long
     /// that took, or `None` if the cluster was still busy at the limit.
     pub async fn settle(&self, limit: Duration) -> Option<Duration> {
-        let t = Instant::now();
-        let quiet = wait_until("the DHT to go quiet", limit, || async {
-            for m in &self.members {
-                if let Some(n) = &m.node {
-                    match n.status().await {
-                        Ok(st) if st.network.as_ref().is_some_and(|n| n.dht_queries > 0) => {
-                            return false;
-                        }
-                        _ => {}
-                    }
+        timed_wait("the DHT to go quiet", limit, || async {
+            for n in self.members.iter().filter_map(|m| m.node.as_ref()) {
+                if let Ok(st) = n.status().await
+                    && st.network.is_some_and(|n| n.dht_queries > 0)
+                {
+                    return false;
                 }
             }
             true
         })
-        .await;
-        quiet.ok().map(|()| t.elapsed())
+        .await
     }
 
     pub fn node(&self, i: usize) -> &Node {
@@ -206,17 +214,15 @@ impl Drop for Cluster {
 /// Waits until none of `procs` has a DHT query in flight, at most `limit`; like
 /// [`Cluster::settle`].
 pub async fn settle_procs(procs: &[&Proc], limit: Duration) -> Option<Duration> {
-    let t = Instant::now();
-    let quiet = wait_until("the DHT to go quiet", limit, || async {
+    timed_wait("the DHT to go quiet", limit, || async {
         for p in procs {
-            if p.dht_queries().await.map_or(true, |n| n > 0) {
+            if !p.dht_queries().await.is_ok_and(|n| n == 0) {
                 return false;
             }
         }
         true
     })
-    .await;
-    quiet.ok().map(|()| t.elapsed())
+    .await
 }
 
 /// This process's resident memory, KiB.

@@ -156,22 +156,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if !args.proc_followers.is_empty() {
         wanted.prop_proc_followers = args.proc_followers.clone();
     }
-    let sizes = wanted.clone().fit(fds);
-    let mut skipped = Vec::new();
-    for f in wanted
-        .prop_followers
-        .iter()
-        .filter(|f| !sizes.prop_followers.contains(f))
-    {
-        skipped.push(format!("propagation in one process with F={f}"));
-    }
-    for n in wanted
-        .dht_nodes
-        .iter()
-        .filter(|n| !sizes.dht_nodes.contains(n))
-    {
-        skipped.push(format!("DHT with {n} nodes"));
-    }
+    let (sizes, skipped) = wanted.fit(fds);
     let mut run_notes = Vec::new();
     if !skipped.is_empty() {
         let note = format!(

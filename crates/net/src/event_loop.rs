@@ -594,7 +594,6 @@ impl EventLoop {
             return;
         };
         self.touch(propagation_source);
-        tracing::trace!(len = message.data.len(), "gossip message received");
         let Some(topic_author) = topic_author(message.topic.as_str()) else {
             count(&mut self.counters, "gossip_bad_topic");
             self.swarm

@@ -6,10 +6,13 @@ use starling_core::Identity;
 use starling_net::NetConfig;
 use starling_node::{HandleState, Node, NodeConfig, NodeError, Profile};
 
-fn config(bootstrap: Option<starling_net::Multiaddr>) -> NodeConfig {
+const TCP: &str = "/ip4/127.0.0.1/tcp/0";
+const QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+
+fn config(listen: &str, bootstrap: Option<starling_net::Multiaddr>) -> NodeConfig {
     NodeConfig {
         network: Some(NetConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            listen: vec![listen.parse().unwrap()],
             bootstrap: bootstrap.into_iter().collect(),
             periodic_bootstrap: None,
             ..NetConfig::default()
@@ -26,19 +29,22 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handle_that_changed_key_is_reported_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
+/// alice (a bootstrap node) and bob (bootstrapped from her) listening on `listen`,
+/// once alice's handle is registered. Returns them with alice's address.
+async fn alice_and_bob(
+    dir: &std::path::Path,
+    listen: &str,
+) -> (Node, Node, starling_net::Multiaddr) {
     let alice = Node::start(
-        Profile::create(&dir.path().join("alice"), "alice", 0).unwrap(),
-        config(None),
+        Profile::create(&dir.join("alice"), "alice", 0).unwrap(),
+        config(listen, None),
     )
     .await
     .unwrap();
     let boot = alice.net().unwrap().status().await.unwrap().listen_addrs[0].clone();
     let bob = Node::start(
-        Profile::create(&dir.path().join("bob"), "bob", 0).unwrap(),
-        config(Some(boot)),
+        Profile::create(&dir.join("bob"), "bob", 0).unwrap(),
+        config(listen, Some(boot.clone())),
     )
     .await
     .unwrap();
@@ -46,6 +52,13 @@ async fn a_handle_that_changed_key_is_reported_not_followed() {
         alice.handle_state() == HandleState::Registered
     })
     .await;
+    (alice, bob, boot)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_that_changed_key_is_reported_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, _) = alice_and_bob(dir.path(), TCP).await;
 
     // bob once saw @alice held by another key (trust on first use)...
     let earlier = Identity::from_secret_bytes([42; 32]).author();
@@ -93,34 +106,9 @@ async fn a_handle_that_changed_key_is_reported_not_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_talk_over_quic() {
-    let quic = |bootstrap: Option<starling_net::Multiaddr>| NodeConfig {
-        network: Some(NetConfig {
-            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
-            bootstrap: bootstrap.into_iter().collect(),
-            periodic_bootstrap: None,
-            ..NetConfig::default()
-        }),
-        ..NodeConfig::default()
-    };
     let dir = tempfile::tempdir().unwrap();
-    let alice = Node::start(
-        Profile::create(&dir.path().join("alice"), "alice", 0).unwrap(),
-        quic(None),
-    )
-    .await
-    .unwrap();
-    let boot = alice.net().unwrap().status().await.unwrap().listen_addrs[0].clone();
+    let (alice, bob, boot) = alice_and_bob(dir.path(), QUIC).await;
     assert!(boot.to_string().contains("/quic-v1/"), "{boot}");
-    let bob = Node::start(
-        Profile::create(&dir.path().join("bob"), "bob", 0).unwrap(),
-        quic(Some(boot)),
-    )
-    .await
-    .unwrap();
-    until("alice's handle", || {
-        alice.handle_state() == HandleState::Registered
-    })
-    .await;
     bob.follow("alice").await.unwrap();
     let mut events = bob.subscribe();
     alice.post("over QUIC").await.unwrap();

@@ -39,13 +39,26 @@ pub const FDS_PER_NODE: u64 = 160;
 
 impl Sizes {
     /// Drops the in-process sizes the open-file limit cannot hold ("where the machine
-    /// allows"); what was dropped is reported by the scenarios as not run.
-    pub fn fit(mut self, fd_limit: u64) -> Self {
+    /// allows"); returns the sizes kept and a description of each one dropped.
+    pub fn fit(mut self, fd_limit: u64) -> (Self, Vec<String>) {
         let max_nodes = (fd_limit / FDS_PER_NODE) as usize;
-        self.prop_followers.retain(|f| *f < max_nodes);
-        self.dht_nodes.retain(|n| *n <= max_nodes);
+        let mut dropped = Vec::new();
+        self.prop_followers.retain(|&f| {
+            let fits = f < max_nodes;
+            if !fits {
+                dropped.push(format!("propagation in one process with F={f}"));
+            }
+            fits
+        });
+        self.dht_nodes.retain(|&n| {
+            let fits = n <= max_nodes;
+            if !fits {
+                dropped.push(format!("DHT with {n} nodes"));
+            }
+            fits
+        });
         self.churn_nodes = self.churn_nodes.min(max_nodes);
-        self
+        (self, dropped)
     }
 
     pub fn default_profile() -> Self {

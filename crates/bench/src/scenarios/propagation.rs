@@ -99,7 +99,6 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     .await?;
 
     tracing::info!("in-process: warm-up delivered");
-    let warm_totals = counter_totals(&cluster, followers).await?;
     let mut sent: HashMap<u64, Instant> = HashMap::new();
     let period = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
@@ -134,14 +133,11 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
             }
         }
     }
-    let totals = counter_totals(&cluster, followers).await?;
-    let duplicates = totals.get("received.duplicate").copied().unwrap_or(0);
-    let diff: std::collections::BTreeMap<_, _> = totals
-        .iter()
-        .map(|(k, v)| (k.clone(), v - warm_totals.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect();
-    tracing::debug!(?diff, "followers' counters during the posts");
+    let mut duplicates = 0;
+    for i in 1..=followers {
+        let st = cluster.node(i).status().await?;
+        duplicates += st.counters.get("received.duplicate").copied().unwrap_or(0);
+    }
     for l in listeners {
         l.abort();
     }
@@ -155,26 +151,6 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
         duplicates,
         settled,
     })
-}
-
-/// The followers' counters (node and network), summed.
-async fn counter_totals(
-    cluster: &Cluster,
-    followers: usize,
-) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
-    let mut totals = std::collections::BTreeMap::new();
-    for i in 1..=followers {
-        let st = cluster.node(i).status().await?;
-        for (k, v) in &st.counters {
-            *totals.entry(k.clone()).or_default() += v;
-        }
-        if let Some(ns) = &st.network {
-            for (k, v) in &ns.counters {
-                *totals.entry(format!("net.{k}")).or_default() += v;
-            }
-        }
-    }
-    Ok(totals)
 }
 
 /// Separate daemons; arrival = the follower's event stream announcing the post.
