@@ -104,14 +104,14 @@ pub(crate) fn advance_on(c: &rusqlite::Connection, followee: AuthorId) -> Result
         Some(s) => s,
         None => return Ok((0, 0)), // not followed: no position to keep
     };
-    const STEP: usize = 256;
+    const STEP: i64 = 256;
     let mut at = synced;
     let mut next = c.prepare_cached(
-        "SELECT seq FROM posts WHERE author = ?1 AND seq > ?2 ORDER BY seq LIMIT 256",
+        "SELECT seq FROM posts WHERE author = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    loop {
+    let gap = loop {
         let seqs: Vec<i64> = next
-            .query_map(params![followee.as_bytes(), at], |r| r.get(0))?
+            .query_map(params![followee.as_bytes(), at, STEP], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let before = at;
         for s in &seqs {
@@ -120,19 +120,27 @@ pub(crate) fn advance_on(c: &rusqlite::Connection, followee: AuthorId) -> Result
             }
             at = *s;
         }
-        // Stop at a gap, or when everything held is covered.
-        if at - before < seqs.len() as i64 || seqs.len() < STEP {
-            break;
+        if at - before < seqs.len() as i64 {
+            break true; // stopped at a gap
         }
-    }
+        if (seqs.len() as i64) < STEP {
+            break false; // everything held is covered
+        }
+    };
     if at != synced {
         c.prepare_cached("UPDATE following SET synced_seq = ?2 WHERE followee = ?1")?
             .execute(params![followee.as_bytes(), at])?;
     }
-    let max: Option<i64> = c
-        .prepare_cached("SELECT max(seq) FROM posts WHERE author = ?1")?
-        .query_row([followee.as_bytes()], |r| r.get(0))?;
-    Ok((at as u64, max.unwrap_or(at).max(at) as u64))
+    // Without a gap, the position is the highest seq held.
+    let max = if gap {
+        c.prepare_cached("SELECT max(seq) FROM posts WHERE author = ?1")?
+            .query_row([followee.as_bytes()], |r| r.get::<_, Option<i64>>(0))?
+            .unwrap_or(at)
+            .max(at)
+    } else {
+        at
+    };
+    Ok((at as u64, max as u64))
 }
 
 impl Store {
