@@ -108,8 +108,9 @@ impl Store {
 
     /// Runs `f` on the writer inside the current batch's transaction (in a savepoint
     /// of its own: an error undoes only this job). Resolves after a commit that
-    /// survives power loss.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    /// survives power loss. The typed methods of this crate are built on it; nothing
+    /// outside the crate runs SQL.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -120,7 +121,7 @@ impl Store {
     /// Like [`Store::write`], for data that can be fetched again (others' posts): the
     /// commit survives a crash of the process, not necessarily a power loss, and
     /// costs no disk flush.
-    pub async fn write_relaxed<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn write_relaxed<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -129,7 +130,7 @@ impl Store {
     }
 
     /// Runs `f` on a read connection on a blocking thread.
-    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -226,4 +227,26 @@ fn open_connection(path: &Path, config: &StoreConfig, read_only: bool) -> Result
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_undo_its_batch_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("starling.db"), StoreConfig::default()).unwrap();
+        let bad = store.write(|c| {
+            c.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", [])?;
+            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(())
+        });
+        let good = store.set_meta("other", b"yes".to_vec());
+        let (bad, good) = tokio::join!(bad, good);
+        assert!(matches!(bad, Err(StoreError::Sqlite(_))));
+        good.unwrap();
+        assert_eq!(store.meta("other").await.unwrap(), Some(b"yes".to_vec()));
+        assert_eq!(store.meta("k").await.unwrap(), None);
+    }
 }

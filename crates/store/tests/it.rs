@@ -153,23 +153,6 @@ async fn concurrent_writes_are_batched_and_all_committed() {
 }
 
 #[tokio::test]
-async fn a_failing_job_does_not_undo_its_batch_neighbours() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let bad = store.write(|c| {
-        c.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", [])?;
-        c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
-        Ok(())
-    });
-    let good = store.set_meta("other", b"yes".to_vec());
-    let (bad, good) = tokio::join!(bad, good);
-    assert!(matches!(bad, Err(StoreError::Sqlite(_))));
-    good.unwrap();
-    assert_eq!(store.meta("other").await.unwrap(), Some(b"yes".to_vec()));
-    assert_eq!(store.meta("k").await.unwrap(), None);
-}
-
-#[tokio::test]
 async fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("starling.db");
