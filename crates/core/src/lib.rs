@@ -6,6 +6,8 @@
 //! - [`handle`]: user handles (`a-z0-9_`, 2-40 characters).
 //! - [`signed`]: the generic signed envelope ([`Signed`]) shared by every record.
 //! - [`post`]: posts, their validation and exact errors.
+//! - [`intake`]: the one set of checks every received post goes through, with typed
+//!   verdicts and refusals.
 //! - [`follow`]: follow / unfollow statements.
 //! - [`records`]: DHT records: name claims and profiles.
 //! - [`hlc`]: the hybrid logical clock and packed timestamps.
@@ -19,6 +21,7 @@ pub mod follow;
 pub mod handle;
 pub mod hlc;
 pub mod identity;
+pub mod intake;
 pub mod limits;
 pub mod post;
 pub mod records;
@@ -29,6 +32,7 @@ pub use follow::{FollowContent, FollowError, FollowStatement};
 pub use handle::{Handle, HandleError};
 pub use hlc::{Hlc, Timestamp};
 pub use identity::{AuthorId, Identity, KeyError};
+pub use intake::{Channel, Holdings, Intake, Refusal, Verdict};
 pub use limits::Limits;
 pub use post::{Post, PostContent, PostError, PostRef};
 pub use records::{NameClaim, NameClaimContent, ProfileContent, ProfileRecord, RecordError};

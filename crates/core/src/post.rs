@@ -142,6 +142,26 @@ pub enum PostError {
     Malformed(#[from] DecodeError),
 }
 
+impl PostError {
+    /// A short, stable name for the error: counters, logs and the API use it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PostError::EmptyBody => "empty_body",
+            PostError::BodyTooLong { .. } => "body_too_long",
+            PostError::ControlCharacter { .. } => "control_character",
+            PostError::ZeroSeq => "bad_seq",
+            PostError::BadRepostRef => "bad_repost",
+            PostError::ExpiresBeforeTimestamp { .. } => "bad_expiry",
+            PostError::LifetimeTooLong { .. } => "lifetime_too_long",
+            PostError::FromFuture { .. } => "from_future",
+            PostError::Expired { .. } => "expired",
+            PostError::Signature(_) => "bad_signature",
+            PostError::Equivocation { .. } => "equivocation",
+            PostError::Malformed(_) => "malformed",
+        }
+    }
+}
+
 impl PostContent {
     /// The rules on what a post says, whoever wrote it: body length and characters,
     /// sequence number, lifetime.
@@ -223,17 +243,6 @@ impl Post {
         if self.is_expired(now_ms) {
             return Err(PostError::Expired {
                 ago_ms: now_ms - self.expires_at,
-            });
-        }
-        Ok(())
-    }
-
-    /// A second post with the same `(author, seq)` must be byte-identical.
-    pub fn check_same_as(&self, existing: &Post) -> Result<(), PostError> {
-        if self.id() == existing.id() && self.as_bytes() != existing.as_bytes() {
-            return Err(PostError::Equivocation {
-                author: self.author,
-                seq: self.seq,
             });
         }
         Ok(())
