@@ -817,7 +817,7 @@ impl EventLoop {
             kad::InboundRequest::AddProvider {
                 record: Some(record),
             } => {
-                if record.key.as_ref().starts_with(b"/starling/feed/") {
+                if records::is_provided_key(record.key.as_ref()) {
                     let store = self.swarm.behaviour_mut().kad.store_mut();
                     if kad::store::RecordStore::add_provider(store, record).is_err() {
                         count(&mut self.counters, "providers_refused");

@@ -2,6 +2,7 @@
 //! are first come, first served; profiles keep the highest valid version; nothing
 //! else is stored.
 
+use starling_core::records::DhtKey;
 use starling_core::{NameClaim, ProfileRecord};
 
 use crate::protocol::MAX_RECORD_BYTES;
@@ -19,51 +20,58 @@ pub fn is_valid(key: &[u8], value: &[u8]) -> bool {
     if value.len() > MAX_RECORD_BYTES {
         return false;
     }
-    if key.starts_with(b"/starling/name/") {
-        NameClaim::from_record(key, value).is_ok()
-    } else if key.starts_with(b"/starling/profile/") {
-        ProfileRecord::from_record(key, value).is_ok()
-    } else {
-        false
+    match DhtKey::parse(key) {
+        DhtKey::Name(_) => NameClaim::from_record(key, value).is_ok(),
+        DhtKey::Profile(_) => ProfileRecord::from_record(key, value).is_ok(),
+        DhtKey::Feed(_) | DhtKey::Other => false,
     }
 }
 
-/// Decides on an inbound PUT, given what we already hold under the key.
+/// Decides on an inbound PUT, given what we already hold under the key. A handle
+/// held by one key is never handed to another here, whatever the claims' times say:
+/// the holder keeps it, and only its own refresh replaces its claim.
 pub fn judge_put(key: &[u8], value: &[u8], existing: Option<&[u8]>) -> Verdict {
     if value.len() > MAX_RECORD_BYTES {
         return Verdict::Refuse("record too large");
     }
-    if key.starts_with(b"/starling/name/") {
-        let Ok(claim) = NameClaim::from_record(key, value) else {
-            return Verdict::Refuse("invalid name claim");
-        };
-        match existing.and_then(|e| NameClaim::from_record(key, e).ok()) {
-            Some(held) if held.owner != claim.owner => {
-                Verdict::Refuse("handle held by another key")
+    match DhtKey::parse(key) {
+        DhtKey::Name(_) => {
+            let Ok(claim) = NameClaim::from_record(key, value) else {
+                return Verdict::Refuse("invalid name claim");
+            };
+            match existing.and_then(|e| NameClaim::from_record(key, e).ok()) {
+                Some(held) if held.owner != claim.owner => {
+                    Verdict::Refuse("handle held by another key")
+                }
+                Some(held) if !claim.wins_over(&held) => Verdict::Refuse("older claim"),
+                _ => Verdict::Store,
             }
-            Some(held) if held.claimed_at > claim.claimed_at => Verdict::Refuse("older claim"),
-            _ => Verdict::Store,
         }
-    } else if key.starts_with(b"/starling/profile/") {
-        let Ok(profile) = ProfileRecord::from_record(key, value) else {
-            return Verdict::Refuse("invalid profile");
-        };
-        match existing.and_then(|e| ProfileRecord::from_record(key, e).ok()) {
-            Some(held) if held.version > profile.version => {
-                Verdict::Refuse("older profile version")
+        DhtKey::Profile(_) => {
+            let Ok(profile) = ProfileRecord::from_record(key, value) else {
+                return Verdict::Refuse("invalid profile");
+            };
+            match existing.and_then(|e| ProfileRecord::from_record(key, e).ok()) {
+                Some(held) if held.version > profile.version => {
+                    Verdict::Refuse("older profile version")
+                }
+                _ => Verdict::Store,
             }
-            _ => Verdict::Store,
         }
-    } else {
-        Verdict::Refuse("unknown record kind")
+        DhtKey::Feed(_) | DhtKey::Other => Verdict::Refuse("unknown record kind"),
     }
+}
+
+/// Whether we keep provider records announced for `key`: only feed keys.
+pub fn is_provided_key(key: &[u8]) -> bool {
+    matches!(DhtKey::parse(key), DhtKey::Feed(_))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_core::records::{name_key, profile_key};
-    use starling_core::*;
+    use starling_core::records::{FEED_PREFIX, feed_key, name_key, profile_key};
+    use starling_core::{Handle, Identity, NameClaimContent, ProfileContent};
 
     fn claim(id: &Identity, handle: &str, at: u64) -> NameClaim {
         NameClaim::sign(
@@ -94,6 +102,14 @@ mod tests {
         let refresh = claim(&a, "alice", 20);
         assert_eq!(
             judge_put(&key, refresh.as_bytes(), Some(first.as_bytes())),
+            Verdict::Store
+        );
+        assert_eq!(
+            judge_put(&key, first.as_bytes(), Some(refresh.as_bytes())),
+            Verdict::Refuse("older claim")
+        );
+        assert_eq!(
+            judge_put(&key, first.as_bytes(), Some(first.as_bytes())),
             Verdict::Store
         );
         // Under the wrong key, or forged: refused.
@@ -138,5 +154,14 @@ mod tests {
             judge_put(b"/other", p(3).as_bytes(), None),
             Verdict::Refuse("unknown record kind")
         );
+    }
+
+    #[test]
+    fn only_feed_keys_are_provided() {
+        let a = Identity::from_secret_bytes([1; 32]).author();
+        assert!(is_provided_key(&feed_key(&a)));
+        assert!(!is_provided_key(&profile_key(&a)));
+        assert!(!is_provided_key(FEED_PREFIX.as_bytes()));
+        assert!(!is_valid(&feed_key(&a), b"anything"));
     }
 }
