@@ -241,7 +241,7 @@ impl EventLoop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::Shutdown(done)) => {
+                    Some(Command::Shutdown { done }) => {
                         let _ = done.send(());
                         break;
                     }
@@ -332,13 +332,13 @@ impl EventLoop {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Status(reply) => {
+            Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
-            Command::IsConnected(peer, reply) => {
+            Command::IsConnected { peer, reply } => {
                 let _ = reply.send(self.swarm.is_connected(&peer));
             }
-            Command::Dial(addr, reply) => {
+            Command::Dial { addr, reply } => {
                 let r = self
                     .swarm
                     .dial(addr.clone())
@@ -348,18 +348,21 @@ impl EventLoop {
                     });
                 let _ = reply.send(r);
             }
-            Command::Subscribe(author, on) => {
-                let topic = feed_topic(&author);
+            Command::Subscribe { author } => {
                 let gs = &mut self.swarm.behaviour_mut().gossipsub;
-                if on {
-                    if let Err(e) = gs.subscribe(&topic) {
-                        tracing::warn!(%author, error = %e, "cannot subscribe");
-                    }
-                } else {
-                    gs.unsubscribe(&topic);
+                if let Err(e) = gs.subscribe(&feed_topic(&author)) {
+                    tracing::warn!(%author, error = %e, "cannot subscribe");
                 }
             }
-            Command::Publish(author, data, reply) => {
+            Command::Unsubscribe { author } => {
+                let gs = &mut self.swarm.behaviour_mut().gossipsub;
+                gs.unsubscribe(&feed_topic(&author));
+            }
+            Command::Publish {
+                author,
+                data,
+                reply,
+            } => {
                 let topic = feed_topic(&author);
                 let gs = &mut self.swarm.behaviour_mut().gossipsub;
                 let peers = gs
@@ -376,7 +379,11 @@ impl EventLoop {
                 };
                 let _ = reply.send(r);
             }
-            Command::Report(id, source, acceptance) => {
+            Command::Report {
+                id,
+                source,
+                acceptance,
+            } => {
                 if acceptance == MessageAcceptance::Reject {
                     count(&mut self.counters, "gossip_rejected");
                 }
@@ -385,7 +392,7 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
             }
-            Command::GetRecord(key, mode, reply) => {
+            Command::GetRecord { key, mode, reply } => {
                 let id = self
                     .swarm
                     .behaviour_mut()
@@ -401,7 +408,7 @@ impl EventLoop {
                     },
                 );
             }
-            Command::PutRecord(key, value, reply) => {
+            Command::PutRecord { key, value, reply } => {
                 let record = Record::new(RecordKey::new(&key), value);
                 match self
                     .swarm
@@ -417,7 +424,7 @@ impl EventLoop {
                     }
                 }
             }
-            Command::StartProviding(key, reply) => {
+            Command::StartProviding { key, reply } => {
                 match self
                     .swarm
                     .behaviour_mut()
@@ -432,13 +439,13 @@ impl EventLoop {
                     }
                 }
             }
-            Command::StopProviding(key) => {
+            Command::StopProviding { key } => {
                 self.swarm
                     .behaviour_mut()
                     .kad
                     .stop_providing(&RecordKey::new(&key));
             }
-            Command::Providers(key, reply) => {
+            Command::Providers { key, reply } => {
                 let id = self
                     .swarm
                     .behaviour_mut()
@@ -446,35 +453,47 @@ impl EventLoop {
                     .get_providers(RecordKey::new(&key));
                 self.providers.insert(id, (HashSet::new(), reply));
             }
-            Command::FindPeer(peer, reply) => self.find_peer(peer, FindWaiter::Caller(reply)),
-            Command::Sync(peer, req, reply) => self.send_request(PendingRequest {
+            Command::FindPeer { peer, reply } => self.find_peer(peer, FindWaiter::Caller(reply)),
+            Command::Sync {
                 peer,
-                outbound: Outbound::Sync(req, reply),
+                request,
+                reply,
+            } => self.send_request(PendingRequest {
+                peer,
+                outbound: Outbound::Sync(request, reply),
                 looked_up: false,
             }),
-            Command::Social(peer, req, reply) => self.send_request(PendingRequest {
+            Command::Social {
                 peer,
-                outbound: Outbound::Social(req, reply),
+                request,
+                reply,
+            } => self.send_request(PendingRequest {
+                peer,
+                outbound: Outbound::Social(request, reply),
                 looked_up: false,
             }),
-            Command::RespondSync(channel, resp) => {
+            Command::RespondSync { channel, response } => {
                 // Fails only if the requester went away meanwhile.
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
             }
-            Command::RespondSocial(channel, resp) => {
+            Command::RespondSocial { channel, response } => {
                 let _ = self
                     .swarm
                     .behaviour_mut()
                     .social
-                    .send_response(channel, resp);
+                    .send_response(channel, response);
             }
-            Command::Ban(peer, duration) => {
+            Command::Ban { peer, duration } => {
                 count(&mut self.counters, "peers_banned");
                 tracing::info!(%peer, ?duration, "banning misbehaving peer");
                 self.bans.insert(peer, Instant::now() + duration);
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
             }
-            Command::Shutdown(_) => unreachable!("handled in run"),
+            Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }
 

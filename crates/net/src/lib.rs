@@ -155,26 +155,85 @@ pub struct NetStatus {
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 
-/// Commands to the swarm task.
+/// Commands to the swarm task. Those with a `reply` are answered on it.
 pub(crate) enum Command {
-    Status(oneshot::Sender<NetStatus>),
-    Dial(Multiaddr, Reply<()>),
-    Subscribe(AuthorId, bool),
-    Publish(AuthorId, Vec<u8>, Reply<usize>),
-    Report(MessageId, PeerId, MessageAcceptance),
-    GetRecord(Vec<u8>, GetMode, Reply<Vec<Vec<u8>>>),
-    PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
-    StartProviding(Vec<u8>, Reply<()>),
-    StopProviding(Vec<u8>),
-    Providers(Vec<u8>, Reply<Vec<PeerId>>),
-    FindPeer(PeerId, Reply<Vec<Multiaddr>>),
-    Sync(PeerId, SyncRequest, Reply<SyncResponse>),
-    Social(PeerId, SocialRequest, Reply<SocialResponse>),
-    RespondSync(ResponseChannel<SyncResponse>, SyncResponse),
-    RespondSocial(ResponseChannel<SocialResponse>, SocialResponse),
-    Ban(PeerId, Duration),
-    IsConnected(PeerId, oneshot::Sender<bool>),
-    Shutdown(oneshot::Sender<()>),
+    Status {
+        reply: oneshot::Sender<NetStatus>,
+    },
+    IsConnected {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        author: AuthorId,
+    },
+    Unsubscribe {
+        author: AuthorId,
+    },
+    Publish {
+        author: AuthorId,
+        data: Vec<u8>,
+        reply: Reply<usize>,
+    },
+    Report {
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    },
+    GetRecord {
+        key: Vec<u8>,
+        mode: GetMode,
+        reply: Reply<Vec<Vec<u8>>>,
+    },
+    PutRecord {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: Reply<()>,
+    },
+    StartProviding {
+        key: Vec<u8>,
+        reply: Reply<()>,
+    },
+    StopProviding {
+        key: Vec<u8>,
+    },
+    Providers {
+        key: Vec<u8>,
+        reply: Reply<Vec<PeerId>>,
+    },
+    FindPeer {
+        peer: PeerId,
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    Sync {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: Reply<SyncResponse>,
+    },
+    Social {
+        peer: PeerId,
+        request: SocialRequest,
+        reply: Reply<SocialResponse>,
+    },
+    RespondSync {
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
+    RespondSocial {
+        channel: ResponseChannel<SocialResponse>,
+        response: SocialResponse,
+    },
+    Ban {
+        peer: PeerId,
+        duration: Duration,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// The handle to the network task; cheap to clone.
@@ -207,41 +266,50 @@ impl Net {
         self.tx.send(cmd).await.map_err(|_| NetError::Stopped)
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+    /// Sends a command carrying a reply sender and waits for the answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
         let (reply, rx) = oneshot::channel();
         self.send(make(reply)).await?;
-        rx.await.map_err(|_| NetError::Stopped)?
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+        self.ask(make).await?
     }
 
     pub async fn status(&self) -> Result<NetStatus, NetError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Status(reply)).await?;
-        rx.await.map_err(|_| NetError::Stopped)
+        self.ask(|reply| Command::Status { reply }).await
     }
 
     pub async fn is_connected(&self, peer: PeerId) -> Result<bool, NetError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::IsConnected(peer, reply)).await?;
-        rx.await.map_err(|_| NetError::Stopped)
+        self.ask(|reply| Command::IsConnected { peer, reply }).await
     }
 
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
-        self.call(|r| Command::Dial(addr, r)).await
+        self.call(|reply| Command::Dial { addr, reply }).await
     }
 
     /// Joins an author's feed topic.
     pub async fn subscribe(&self, author: AuthorId) -> Result<(), NetError> {
-        self.send(Command::Subscribe(author, true)).await
+        self.send(Command::Subscribe { author }).await
     }
 
     pub async fn unsubscribe(&self, author: AuthorId) -> Result<(), NetError> {
-        self.send(Command::Subscribe(author, false)).await
+        self.send(Command::Unsubscribe { author }).await
     }
 
     /// Publishes on `author`'s topic; returns how many peers it went to (0 is normal:
     /// nobody online subscribes; followers will pull).
     pub async fn publish(&self, author: AuthorId, data: Vec<u8>) -> Result<usize, NetError> {
-        self.call(|r| Command::Publish(author, data, r)).await
+        self.call(|reply| Command::Publish {
+            author,
+            data,
+            reply,
+        })
+        .await
     }
 
     /// The node's verdict on a gossip message: accepted messages are forwarded,
@@ -252,39 +320,52 @@ impl Net {
         source: PeerId,
         acceptance: MessageAcceptance,
     ) -> Result<(), NetError> {
-        self.send(Command::Report(id, source, acceptance)).await
+        self.send(Command::Report {
+            id,
+            source,
+            acceptance,
+        })
+        .await
     }
 
     /// Valid records found under `key` (empty when there are none).
     pub async fn get_record(&self, key: Vec<u8>, mode: GetMode) -> Result<Vec<Vec<u8>>, NetError> {
-        self.call(|r| Command::GetRecord(key, mode, r)).await
+        self.call(|reply| Command::GetRecord { key, mode, reply })
+            .await
     }
 
     /// Stores a record locally and at the peers closest to its key (at least one).
     pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), NetError> {
-        self.call(|r| Command::PutRecord(key, value, r)).await
+        self.call(|reply| Command::PutRecord { key, value, reply })
+            .await
     }
 
     pub async fn start_providing(&self, key: Vec<u8>) -> Result<(), NetError> {
-        self.call(|r| Command::StartProviding(key, r)).await
+        self.call(|reply| Command::StartProviding { key, reply })
+            .await
     }
 
     pub async fn stop_providing(&self, key: Vec<u8>) -> Result<(), NetError> {
-        self.send(Command::StopProviding(key)).await
+        self.send(Command::StopProviding { key }).await
     }
 
     pub async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
-        self.call(|r| Command::Providers(key, r)).await
+        self.call(|reply| Command::Providers { key, reply }).await
     }
 
     /// Looks a peer up in the DHT; its addresses are remembered for dialing.
     pub async fn find_peer(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NetError> {
-        self.call(|r| Command::FindPeer(peer, r)).await
+        self.call(|reply| Command::FindPeer { peer, reply }).await
     }
 
     /// Sends a sync request (dialing, and looking the peer up, as needed).
     pub async fn sync(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, NetError> {
-        self.call(|r| Command::Sync(peer, request, r)).await
+        self.call(|reply| Command::Sync {
+            peer,
+            request,
+            reply,
+        })
+        .await
     }
 
     pub async fn social(
@@ -292,7 +373,12 @@ impl Net {
         peer: PeerId,
         request: SocialRequest,
     ) -> Result<SocialResponse, NetError> {
-        self.call(|r| Command::Social(peer, request, r)).await
+        self.call(|reply| Command::Social {
+            peer,
+            request,
+            reply,
+        })
+        .await
     }
 
     pub async fn respond_sync(
@@ -300,7 +386,7 @@ impl Net {
         channel: ResponseChannel<SyncResponse>,
         response: SyncResponse,
     ) -> Result<(), NetError> {
-        self.send(Command::RespondSync(channel, response)).await
+        self.send(Command::RespondSync { channel, response }).await
     }
 
     pub async fn respond_social(
@@ -308,18 +394,19 @@ impl Net {
         channel: ResponseChannel<SocialResponse>,
         response: SocialResponse,
     ) -> Result<(), NetError> {
-        self.send(Command::RespondSocial(channel, response)).await
+        self.send(Command::RespondSocial { channel, response })
+            .await
     }
 
     /// Disconnects a misbehaving peer and refuses it for `duration`.
     pub async fn ban(&self, peer: PeerId, duration: Duration) -> Result<(), NetError> {
-        self.send(Command::Ban(peer, duration)).await
+        self.send(Command::Ban { peer, duration }).await
     }
 
     /// Stops the swarm task (closing every connection) and waits for it.
     pub async fn shutdown(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self.send(Command::Shutdown(reply)).await.is_ok() {
+        let (done, rx) = oneshot::channel();
+        if self.send(Command::Shutdown { done }).await.is_ok() {
             let _ = rx.await;
         }
     }
