@@ -282,9 +282,7 @@ impl Proc {
     /// Creates the profile if needed and starts its daemon with `extra` options.
     pub async fn start(root: &Path, name: &str, extra: &[String]) -> anyhow::Result<Self> {
         let dir = root.join(name);
-        if !dir.join(starling_node::profile::KEY_FILE).exists() {
-            Profile::create(&dir, name, starling_node::clock::system_ms())?;
-        }
+        let profile = Profile::open_or_create(&dir, name, starling_node::clock::system_ms())?;
         let exe = std::env::current_exe()?;
         let log = std::fs::File::create(dir.join("daemon.log"))?;
         let mut child = Command::new(exe)
@@ -310,11 +308,8 @@ impl Proc {
         let pid = child.id().unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = loop {
-            if let Ok(bytes) = std::fs::read(dir.join("api.json"))
-                && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
-                && v["pid"].as_u64() == Some(pid as u64)
-            {
-                break v["url"].as_str().unwrap_or_default().to_string();
+            if let Some(e) = profile.dir.endpoint().filter(|e| e.pid == pid) {
+                break e.url;
             }
             if child.try_wait()?.is_some() || Instant::now() > deadline {
                 bail!(
@@ -324,11 +319,10 @@ impl Proc {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let profile = Profile::open(&dir)?;
         Ok(Self {
             name: name.to_string(),
             author: profile.identity.author(),
-            token: profile.api_token()?,
+            token: profile.dir.token()?,
             url,
             child,
             _stdin: stdin,

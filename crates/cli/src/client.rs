@@ -1,15 +1,14 @@
 //! The client side of the local API, used by every command except `init` and `up`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use starling_node::Profile;
+use starling_node::{Profile, ProfileDir};
 use thiserror::Error;
 
 use crate::api::ErrorBody;
-use crate::daemon::Endpoint;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -36,10 +35,10 @@ pub struct Client {
 
 impl Client {
     /// Finds the daemon of the profile in `dir`.
-    pub fn for_profile(dir: &Path) -> Result<Self, ClientError> {
-        let profile = Profile::open(dir)?;
-        let endpoint = Endpoint::read(dir).ok_or_else(|| ClientError::NoDaemon {
-            dir: dir.to_path_buf(),
+    pub fn for_profile(dir: &ProfileDir) -> Result<Self, ClientError> {
+        let profile = Profile::open(dir.path())?;
+        let endpoint = dir.endpoint().ok_or_else(|| ClientError::NoDaemon {
+            dir: dir.path().to_path_buf(),
         })?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -49,8 +48,8 @@ impl Client {
         Ok(Self {
             http,
             base: format!("{}/api/v1", endpoint.url.trim_end_matches('/')),
-            token: profile.api_token()?,
-            dir: dir.to_path_buf(),
+            token: profile.dir.token()?,
+            dir: dir.path().to_path_buf(),
         })
     }
 

@@ -15,7 +15,6 @@ use starling_node::Profile;
 use tokio::process::{Child, ChildStdin, Command};
 
 use crate::args::DevnetArgs;
-use crate::daemon::Endpoint;
 
 const NAMES: &[&str] = &[
     "alice",
@@ -100,9 +99,7 @@ async fn start_node(
     ttl: Duration,
     bootstrap: Option<&str>,
 ) -> anyhow::Result<DevNode> {
-    if !dir.join(starling_node::profile::KEY_FILE).exists() {
-        Profile::create(dir, name, starling_node::clock::system_ms())?;
-    }
+    let profile = Profile::open_or_create(dir, name, starling_node::clock::system_ms())?;
     let log = std::fs::File::create(dir.join("daemon.log"))?;
     let mut cmd = Command::new(exe);
     cmd.arg("--data-dir")
@@ -137,7 +134,7 @@ async fn start_node(
     let pid = child.id().unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = loop {
-        if let Some(e) = Endpoint::read(dir).filter(|e| e.pid == pid) {
+        if let Some(e) = profile.dir.endpoint().filter(|e| e.pid == pid) {
             break e.url;
         }
         if let Some(status) = child.try_wait()? {
@@ -154,14 +151,13 @@ async fn start_node(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let profile = Profile::open(dir)?;
     Ok(DevNode {
         name: name.to_string(),
         dir: dir.to_path_buf(),
         child,
         _stdin: stdin,
         url,
-        token: profile.api_token()?,
+        token: profile.dir.token()?,
         peer_id: profile.identity.author().to_string(),
         http: reqwest::Client::builder().no_proxy().build()?,
     })

@@ -18,13 +18,12 @@ mod shell;
 mod web;
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Serialize;
-use starling_node::{FollowView, PostView, Profile, Status, TimelinePage, WhoAmI};
+use starling_node::{FollowView, PostView, Profile, ProfileDir, Status, TimelinePage, WhoAmI};
 use tracing_subscriber::EnvFilter;
 
 use crate::api::{NewPost, RegisterRequest, Target};
@@ -70,9 +69,9 @@ where
 
 /// The profile directory: `--data-dir`, else `--profile NAME` or `default` under the
 /// platform's data directory (e.g. `~/.local/share/starling/profiles/default`).
-fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+fn data_dir(cli: &Cli) -> anyhow::Result<ProfileDir> {
     if let Some(d) = &cli.data_dir {
-        return Ok(d.clone());
+        return Ok(ProfileDir::new(d));
     }
     let name = cli.profile.as_deref().unwrap_or("default");
     if name.is_empty()
@@ -84,7 +83,7 @@ fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
     }
     let dirs = directories::ProjectDirs::from("", "", "starling")
         .context("cannot find a home directory: pass --data-dir")?;
-    Ok(dirs.data_dir().join("profiles").join(name))
+    Ok(ProfileDir::new(dirs.data_dir().join("profiles").join(name)))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -147,11 +146,11 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-async fn dispatch(cli: Cli, dir: PathBuf) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Init { name } => {
-            let profile = Profile::create(&dir, &name, now_ms())?;
+            let profile = Profile::create(dir.path(), &name, now_ms())?;
             #[derive(Serialize)]
             struct Created {
                 handle: String,
@@ -266,9 +265,12 @@ async fn dispatch(cli: Cli, dir: PathBuf) -> anyhow::Result<()> {
             })
         }
         Command::Ui => {
-            let endpoint = daemon::Endpoint::read(&dir)
-                .ok_or_else(|| client::ClientError::NoDaemon { dir: dir.clone() })?;
-            let token = Profile::open(&dir)?.api_token()?;
+            let endpoint = dir
+                .endpoint()
+                .ok_or_else(|| client::ClientError::NoDaemon {
+                    dir: dir.path().to_path_buf(),
+                })?;
+            let token = Profile::open(dir.path())?.dir.token()?;
             let url = format!("{}/login?token={token}", endpoint.url);
             print(json, &serde_json::json!({ "url": url }), |_| {
                 format!("Open this link in your browser (it signs you in; keep it private):\n{url}")

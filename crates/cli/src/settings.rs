@@ -2,13 +2,12 @@
 //! validated into the node's configuration.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use starling_net::{Multiaddr, NetConfig};
-use starling_node::NodeConfig;
+use starling_node::{NodeConfig, ProfileDir};
 
 use crate::args::{UpArgs, parse_duration};
 
@@ -51,9 +50,9 @@ fn multiaddrs(field: &str, list: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
 }
 
 impl Settings {
-    pub fn resolve(dir: &Path, args: &UpArgs) -> anyhow::Result<Self> {
+    pub fn resolve(dir: &ProfileDir, args: &UpArgs) -> anyhow::Result<Self> {
         let file_path = args.config.clone().or_else(|| {
-            let p = dir.join("config.toml");
+            let p = dir.config_path();
             p.exists().then_some(p)
         });
         let file: ConfigFile = match &file_path {

@@ -3,9 +3,8 @@
 //! as the other commands.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
 
-use starling_node::{FollowView, PostView, TimelinePage, WhoAmI};
+use starling_node::{FollowView, PostView, ProfileDir, TimelinePage, WhoAmI};
 
 use crate::api::{NewPost, Target};
 use crate::client::Client;
@@ -36,7 +35,7 @@ fn ask(prompt: &str) -> anyhow::Result<Option<String>> {
     Ok(Some(line.trim_end_matches(['\n', '\r']).to_string()))
 }
 
-pub async fn run(dir: &Path) -> anyhow::Result<()> {
+pub async fn run(dir: &ProfileDir) -> anyhow::Result<()> {
     let client = Client::for_profile(dir)?;
     let me: WhoAmI = client.get("/whoami").await?;
     println!(

@@ -26,6 +26,6 @@ pub mod sysmem;
 pub mod view;
 
 pub use node::{Node, NodeConfig, NodeError, NodeEvent};
-pub use profile::{Profile, ProfileError};
+pub use profile::{Endpoint, Profile, ProfileDir, ProfileError};
 pub use starling_net::NetConfig;
 pub use view::{FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI};

@@ -1,13 +1,16 @@
 //! A profile: one user's data directory. Logging in means opening one; several can
-//! live side by side on a machine.
+//! live side by side on a machine. [`ProfileDir`] names every file in it and reads
+//! and writes the ones with a format; [`Profile`] is an opened profile.
 //!
 //! ```text
 //! <dir>/identity.key   Ed25519 key (libp2p protobuf encoding), mode 0600
 //! <dir>/profile.json   handle, key id, creation time
 //! <dir>/api.token      bearer token of the local HTTP API, mode 0600
+//! <dir>/config.toml    optional `starling up` settings
 //! <dir>/starling.db    the SQLite store (+ -wal, -shm)
-//! <dir>/daemon.lock    held by the running daemon
-//! <dir>/api.json       where the running daemon listens (removed on clean exit)
+//! <dir>/daemon.lock    held (flock) by the running daemon; holds its pid
+//! <dir>/api.json       where the running daemon listens (removed on clean exit), 0600
+//! <dir>/daemon.log     a daemon's output, when devnet, the bench or the tests start it
 //! ```
 
 use std::fs;
@@ -19,12 +22,14 @@ use serde::{Deserialize, Serialize};
 use starling_core::{AuthorId, Handle, HandleError, Identity};
 use thiserror::Error;
 
-pub const KEY_FILE: &str = "identity.key";
-pub const PROFILE_FILE: &str = "profile.json";
-pub const TOKEN_FILE: &str = "api.token";
-pub const DB_FILE: &str = "starling.db";
-pub const LOCK_FILE: &str = "daemon.lock";
-pub const ENDPOINT_FILE: &str = "api.json";
+const KEY_FILE: &str = "identity.key";
+const PROFILE_FILE: &str = "profile.json";
+const TOKEN_FILE: &str = "api.token";
+const CONFIG_FILE: &str = "config.toml";
+const DB_FILE: &str = "starling.db";
+const LOCK_FILE: &str = "daemon.lock";
+const ENDPOINT_FILE: &str = "api.json";
+const LOG_FILE: &str = "daemon.log";
 
 #[derive(Debug, Error)]
 pub enum ProfileError {
@@ -32,6 +37,8 @@ pub enum ProfileError {
     Exists { dir: PathBuf, handle: String },
     #[error("no profile in {dir}: create one with `starling init --name <handle>`")]
     NotFound { dir: PathBuf },
+    #[error("a daemon is already running for this profile ({dir}, pid {pid})")]
+    Locked { dir: PathBuf, pid: String },
     #[error(transparent)]
     Handle(#[from] HandleError),
     #[error("{path}: {source}")]
@@ -50,6 +57,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProfileError + '_ {
     }
 }
 
+/// The contents of `profile.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ProfileFile {
     handle: Handle,
@@ -57,117 +65,110 @@ struct ProfileFile {
     created_at: u64,
 }
 
-/// An opened profile.
-#[derive(Debug, Clone)]
-pub struct Profile {
-    pub dir: PathBuf,
-    pub identity: Identity,
-    pub handle: Handle,
-    pub created_at: u64,
+/// Where a running daemon listens: the contents of `api.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub pid: u32,
 }
 
-impl Profile {
-    /// Creates a new profile: directory (0700), key (0600), API token (0600).
-    pub fn create(dir: &Path, handle: &str, now_ms: u64) -> Result<Self, ProfileError> {
-        let handle = Handle::parse(handle)?;
-        if let Ok(existing) = Self::open(dir) {
-            return Err(ProfileError::Exists {
-                dir: dir.to_path_buf(),
-                handle: existing.handle.to_string(),
-            });
+/// The profile directory: the one place that knows its file names and formats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileDir {
+    path: PathBuf,
+}
+
+impl AsRef<Path> for ProfileDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl ProfileDir {
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Self {
+            path: path.as_ref().to_path_buf(),
         }
-        let key_path = dir.join(KEY_FILE);
-        if key_path.exists() {
-            return Err(ProfileError::Exists {
-                dir: dir.to_path_buf(),
-                handle: "unknown".into(),
-            });
-        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.path.display()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Creates the directory (and its parents), readable by its owner only.
+    fn create(&self) -> Result<(), ProfileError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
-        let identity = Identity::generate();
-        write_private(&key_path, &identity.to_keyfile())?;
-        write_private(&dir.join(TOKEN_FILE), new_token().as_bytes())?;
-        let file = ProfileFile {
-            handle: handle.clone(),
-            peer_id: identity.author(),
-            created_at: now_ms,
-        };
-        let json = serde_json::to_vec_pretty(&file).expect("profile serialises");
-        let path = dir.join(PROFILE_FILE);
-        write_private(&path, &json)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            identity,
-            handle,
-            created_at: now_ms,
-        })
+            .create(&self.path)
+            .map_err(io(&self.path))
     }
 
-    /// Opens an existing profile.
-    pub fn open(dir: &Path) -> Result<Self, ProfileError> {
-        let key_path = dir.join(KEY_FILE);
-        let key = match fs::read(&key_path) {
+    /// `identity.key`: the Ed25519 key, mode 0600.
+    pub fn key_path(&self) -> PathBuf {
+        self.file(KEY_FILE)
+    }
+
+    /// The key; [`ProfileError::NotFound`] when the directory holds no profile.
+    fn read_key(&self) -> Result<Identity, ProfileError> {
+        let path = self.key_path();
+        let key = match fs::read(&path) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ProfileError::NotFound {
-                    dir: dir.to_path_buf(),
+                    dir: self.path.clone(),
                 });
             }
-            Err(e) => return Err(io(&key_path)(e)),
+            Err(e) => return Err(io(&path)(e)),
         };
-        let identity = Identity::from_keyfile(&key).map_err(|e| ProfileError::Damaged {
-            path: key_path.clone(),
+        Identity::from_keyfile(&key).map_err(|e| ProfileError::Damaged {
+            path,
             reason: e.to_string(),
-        })?;
-        let path = dir.join(PROFILE_FILE);
-        let bytes = fs::read(&path).map_err(io(&path))?;
-        let file: ProfileFile =
-            serde_json::from_slice(&bytes).map_err(|e| ProfileError::Damaged {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if file.peer_id != identity.author() {
-            return Err(ProfileError::Damaged {
-                path,
-                reason: "the key id does not match identity.key".into(),
-            });
-        }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            identity,
-            handle: file.handle,
-            created_at: file.created_at,
         })
     }
 
-    /// Changes the profile's handle (after the network confirmed the new one).
-    pub fn set_handle(&mut self, handle: Handle) -> Result<(), ProfileError> {
-        let file = ProfileFile {
-            handle: handle.clone(),
-            peer_id: self.identity.author(),
-            created_at: self.created_at,
-        };
-        let json = serde_json::to_vec_pretty(&file).expect("profile serialises");
-        let path = self.dir.join(PROFILE_FILE);
-        let tmp = self.dir.join(format!("{PROFILE_FILE}.tmp"));
-        let _ = fs::remove_file(&tmp);
-        write_private(&tmp, &json)?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        self.handle = handle;
-        Ok(())
+    /// Writes a new key; refuses to replace one.
+    fn write_key(&self, identity: &Identity) -> Result<(), ProfileError> {
+        write_private(&self.key_path(), &identity.to_keyfile())
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.join(DB_FILE)
+    /// `profile.json`: handle, key id, creation time.
+    pub fn profile_path(&self) -> PathBuf {
+        self.file(PROFILE_FILE)
+    }
+
+    fn read_profile(&self) -> Result<ProfileFile, ProfileError> {
+        let path = self.profile_path();
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        serde_json::from_slice(&bytes).map_err(|e| ProfileError::Damaged {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Replaces `profile.json` at once (readers see the old or the new one).
+    fn write_profile(&self, file: &ProfileFile) -> Result<(), ProfileError> {
+        let json = serde_json::to_vec_pretty(file).expect("profile serialises");
+        replace_private(&self.profile_path(), &json)
+    }
+
+    /// `api.token`: the API's bearer token, mode 0600.
+    pub fn token_path(&self) -> PathBuf {
+        self.file(TOKEN_FILE)
     }
 
     /// The API token, created if an older profile lacks one.
-    pub fn api_token(&self) -> Result<String, ProfileError> {
-        let path = self.dir.join(TOKEN_FILE);
+    pub fn token(&self) -> Result<String, ProfileError> {
+        let path = self.token_path();
         if !path.exists() {
             let t = new_token();
             write_private(&path, t.as_bytes())?;
@@ -182,17 +183,186 @@ impl Profile {
         }
         Ok(t.trim().to_string())
     }
+
+    /// `config.toml`: the optional settings of `starling up`.
+    pub fn config_path(&self) -> PathBuf {
+        self.file(CONFIG_FILE)
+    }
+
+    /// `starling.db`: the SQLite store (with its `-wal` and `-shm` files).
+    pub fn db_path(&self) -> PathBuf {
+        self.file(DB_FILE)
+    }
+
+    /// `daemon.lock`: held by the running daemon, holding its pid.
+    pub fn lock_path(&self) -> PathBuf {
+        self.file(LOCK_FILE)
+    }
+
+    /// Takes the daemon lock: [`ProfileError::Locked`] while another daemon runs
+    /// on this profile. Released (and the file removed) when dropped.
+    pub fn lock(&self) -> Result<DaemonLock, ProfileError> {
+        let path = self.lock_path();
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&path).unwrap_or_default();
+                return Err(ProfileError::Locked {
+                    dir: self.path.clone(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        file.set_len(0).map_err(io(&path))?;
+        write!(file, "{}", std::process::id()).map_err(io(&path))?;
+        Ok(DaemonLock { _file: file, path })
+    }
+
+    /// `api.json`: where the running daemon listens.
+    pub fn endpoint_path(&self) -> PathBuf {
+        self.file(ENDPOINT_FILE)
+    }
+
+    /// The running daemon's endpoint; `None` when no daemon has written one.
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        let bytes = fs::read(self.endpoint_path()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Written to a temporary file and renamed, so readers never see half of it.
+    pub fn write_endpoint(&self, endpoint: &Endpoint) -> Result<(), ProfileError> {
+        let json = serde_json::to_vec(endpoint).expect("endpoint serialises");
+        replace_private(&self.endpoint_path(), &json)
+    }
+
+    /// Removes `api.json` (the daemon stopped); nothing to do if it is not there.
+    pub fn remove_endpoint(&self) {
+        let _ = fs::remove_file(self.endpoint_path());
+    }
+
+    /// `daemon.log`: a daemon's output when devnet, the bench or the tests start it.
+    pub fn log_path(&self) -> PathBuf {
+        self.file(LOG_FILE)
+    }
+}
+
+/// The daemon lock of a profile, held until dropped.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: fs::File,
+    path: PathBuf,
+}
+
+impl Drop for DaemonLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// An opened profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub dir: ProfileDir,
+    pub identity: Identity,
+    pub handle: Handle,
+    pub created_at: u64,
+}
+
+impl Profile {
+    /// Creates a new profile: directory (0700), key (0600), API token (0600).
+    pub fn create(dir: &Path, handle: &str, now_ms: u64) -> Result<Self, ProfileError> {
+        let dir = ProfileDir::new(dir);
+        let handle = Handle::parse(handle)?;
+        if let Ok(existing) = Self::open(dir.path()) {
+            return Err(ProfileError::Exists {
+                dir: dir.path,
+                handle: existing.handle.to_string(),
+            });
+        }
+        if dir.key_path().exists() {
+            return Err(ProfileError::Exists {
+                dir: dir.path,
+                handle: "unknown".into(),
+            });
+        }
+        dir.create()?;
+        let identity = Identity::generate();
+        dir.write_key(&identity)?;
+        write_private(&dir.token_path(), new_token().as_bytes())?;
+        dir.write_profile(&ProfileFile {
+            handle: handle.clone(),
+            peer_id: identity.author(),
+            created_at: now_ms,
+        })?;
+        Ok(Self {
+            dir,
+            identity,
+            handle,
+            created_at: now_ms,
+        })
+    }
+
+    /// Opens an existing profile.
+    pub fn open(dir: &Path) -> Result<Self, ProfileError> {
+        let dir = ProfileDir::new(dir);
+        let identity = dir.read_key()?;
+        let file = dir.read_profile()?;
+        if file.peer_id != identity.author() {
+            return Err(ProfileError::Damaged {
+                path: dir.profile_path(),
+                reason: "the key id does not match identity.key".into(),
+            });
+        }
+        Ok(Self {
+            dir,
+            identity,
+            handle: file.handle,
+            created_at: file.created_at,
+        })
+    }
+
+    /// Opens the profile in `dir`, or creates one named `handle` if it has none.
+    pub fn open_or_create(dir: &Path, handle: &str, now_ms: u64) -> Result<Self, ProfileError> {
+        match Self::open(dir) {
+            Err(ProfileError::NotFound { .. }) => Self::create(dir, handle, now_ms),
+            other => other,
+        }
+    }
+
+    /// Changes the profile's handle (after the network confirmed the new one).
+    pub fn set_handle(&mut self, handle: Handle) -> Result<(), ProfileError> {
+        self.dir.write_profile(&ProfileFile {
+            handle: handle.clone(),
+            peer_id: self.identity.author(),
+            created_at: self.created_at,
+        })?;
+        self.handle = handle;
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.db_path()
+    }
 }
 
 /// 256 random bits, hex.
-pub fn new_token() -> String {
+fn new_token() -> String {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).expect("the OS random source works");
     hex::encode(b)
 }
 
 /// Creates `path` readable and writable by its owner only; refuses to overwrite.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProfileError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProfileError> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -202,4 +372,79 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProfileError> {
     f.write_all(bytes).map_err(io(path))?;
     f.sync_all().map_err(io(path))?;
     Ok(())
+}
+
+/// Replaces `path` (mode 0600) through a temporary file and a rename.
+fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), ProfileError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    write_private(&tmp, bytes)?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_open_and_rename() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alice");
+        let p = Profile::create(&dir, "alice", 7).unwrap();
+        assert!(matches!(
+            Profile::create(&dir, "alice", 8),
+            Err(ProfileError::Exists { .. })
+        ));
+        let mut opened = Profile::open(&dir).unwrap();
+        assert_eq!(opened.identity.author(), p.identity.author());
+        assert_eq!((opened.handle.as_str(), opened.created_at), ("alice", 7));
+        opened.set_handle(Handle::parse("alice2").unwrap()).unwrap();
+        assert_eq!(Profile::open(&dir).unwrap().handle.as_str(), "alice2");
+        let same = Profile::open_or_create(&dir, "other", 9).unwrap();
+        assert_eq!(same.identity.author(), p.identity.author());
+        assert!(matches!(
+            Profile::open(&tmp.path().join("nobody")),
+            Err(ProfileError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn token_lock_and_endpoint() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = Profile::create(&tmp.path().join("bob"), "bob", 0).unwrap();
+        let dir = &p.dir;
+        let token = dir.token().unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(dir.token().unwrap(), token);
+        let mode = |path: PathBuf| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.token_path()), 0o600);
+        assert_eq!(mode(dir.key_path()), 0o600);
+        // An older profile without a token gets one.
+        fs::remove_file(dir.token_path()).unwrap();
+        assert_ne!(dir.token().unwrap(), token);
+
+        let lock = dir.lock().unwrap();
+        let held = dir.lock().unwrap_err();
+        assert!(matches!(held, ProfileError::Locked { .. }));
+        assert!(held.to_string().contains("already running"), "{held}");
+        assert!(held.to_string().contains(&std::process::id().to_string()));
+        drop(lock);
+        assert!(!dir.lock_path().exists());
+        drop(dir.lock().unwrap());
+
+        assert_eq!(dir.endpoint(), None);
+        let e = Endpoint {
+            url: "http://127.0.0.1:1234".into(),
+            pid: 42,
+        };
+        dir.write_endpoint(&e).unwrap();
+        dir.write_endpoint(&e).unwrap();
+        assert_eq!(dir.endpoint(), Some(e));
+        assert_eq!(mode(dir.endpoint_path()), 0o600);
+        dir.remove_endpoint();
+        assert_eq!(dir.endpoint(), None);
+    }
 }

@@ -80,7 +80,7 @@ async fn time_restart(c: &mut Cluster, i: usize, target: u64) -> anyhow::Result<
     let dir = c.members[i].dir.clone();
     let before = {
         let s = Store::open(
-            &dir.join(starling_node::profile::DB_FILE),
+            &starling_node::ProfileDir::new(&dir).db_path(),
             StoreConfig::default(),
         )?;
         let n = s.post_counts(starling_node::clock::system_ms()).await?.0;
