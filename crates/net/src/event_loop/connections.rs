@@ -1,0 +1,151 @@
+//! Connection policy: the first bootstrap, who enters the routing table, bans, and
+//! closing connections that serve no purpose any more.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+
+use super::Counters;
+use crate::behaviour::Behaviour;
+use crate::protocol::{IDENTIFY_VERSION, KAD_PROTOCOL, topic_author};
+
+pub(super) struct Connections {
+    /// The peers dialed at start; reaching the first of them starts a DHT bootstrap.
+    bootstrap_peers: HashSet<PeerId>,
+    bootstrapped: bool,
+    /// When we last exchanged something useful with each connected peer.
+    activity: HashMap<PeerId, Instant>,
+    /// Banned peers, until when.
+    bans: HashMap<PeerId, Instant>,
+    idle_timeout: Duration,
+}
+
+impl Connections {
+    pub(super) fn new(bootstrap_peers: HashSet<PeerId>, idle_timeout: Duration) -> Self {
+        Self {
+            bootstrap_peers,
+            bootstrapped: false,
+            activity: HashMap::new(),
+            bans: HashMap::new(),
+            idle_timeout,
+        }
+    }
+
+    /// Something useful was exchanged with `peer`.
+    pub(super) fn touch(&mut self, peer: PeerId) {
+        self.activity.insert(peer, Instant::now());
+    }
+
+    /// A connection to `peer` is established; the first bootstrap peer reached starts
+    /// the DHT bootstrap.
+    pub(super) fn on_established(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        self.touch(peer);
+        if self.bootstrap_peers.contains(&peer) && !self.bootstrapped {
+            self.bootstrapped = true;
+            let _ = swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    /// Disconnects `peer` and refuses it for `duration`.
+    pub(super) fn ban(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        counters: &mut Counters,
+        peer: PeerId,
+        duration: Duration,
+    ) {
+        counters.add("peers_banned");
+        tracing::info!(%peer, ?duration, "banning misbehaving peer");
+        self.bans.insert(peer, Instant::now() + duration);
+        swarm.behaviour_mut().blocked.block_peer(peer);
+    }
+
+    pub(super) fn lift_bans(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in expired {
+            self.bans.remove(&p);
+            swarm.behaviour_mut().blocked.unblock_peer(p);
+        }
+    }
+
+    /// Closes connections that serve no purpose any more. Gossipsub keeps a stream
+    /// open on every connection, so without this a small network ends up all-to-all
+    /// (every DHT query leaves connections behind). Kept: gossip mesh peers, peers
+    /// sharing one of our feed topics (followers and co-followers), the authors we
+    /// follow, `busy` peers (we are waiting on them), and anything active within the
+    /// idle timeout.
+    pub(super) fn prune(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        counters: &mut Counters,
+        busy: impl IntoIterator<Item = PeerId>,
+    ) {
+        let now = Instant::now();
+        let gs = &swarm.behaviour().gossipsub;
+        let ours: HashSet<_> = gs.topics().cloned().collect();
+        let mut keep: HashSet<PeerId> = gs.all_mesh_peers().copied().collect();
+        keep.extend(
+            gs.all_peers()
+                .filter(|(_, topics)| topics.iter().any(|t| ours.contains(*t)))
+                .map(|(p, _)| *p),
+        );
+        keep.extend(
+            ours.iter()
+                .filter_map(|t| topic_author(t.as_str()))
+                .map(|a| a.peer_id()),
+        );
+        keep.extend(busy);
+        let idle: Vec<PeerId> = swarm
+            .connected_peers()
+            .filter(|p| !keep.contains(p))
+            .filter(|p| {
+                self.activity
+                    .get(p)
+                    .is_none_or(|t| now.duration_since(*t) > self.idle_timeout)
+            })
+            .copied()
+            .collect();
+        for p in idle {
+            if swarm.disconnect_peer_id(p).is_ok() {
+                counters.add("connections_pruned");
+            }
+        }
+        let connected: HashSet<PeerId> = swarm.connected_peers().copied().collect();
+        self.activity.retain(|p, _| connected.contains(p));
+    }
+}
+
+/// Peers that are not Starling nodes are disconnected; only those that speak our
+/// Kademlia go into the routing table.
+pub(super) fn on_identify(swarm: &mut Swarm<Behaviour>, ev: identify::Event) {
+    let identify::Event::Received { peer_id, info, .. } = ev else {
+        return;
+    };
+    if info.protocol_version != IDENTIFY_VERSION {
+        tracing::debug!(%peer_id, version = %info.protocol_version, "not a Starling peer; disconnecting");
+        let _ = swarm.disconnect_peer_id(peer_id);
+        return;
+    }
+    if info.protocols.contains(&KAD_PROTOCOL) {
+        for addr in info.listen_addrs.into_iter().filter(is_dialable) {
+            swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+        }
+    }
+}
+
+/// Addresses worth telling the DHT about: not `0.0.0.0` / `::`.
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}

@@ -1,0 +1,262 @@
+//! The swarm task: the only code that touches the [`Swarm`]. It turns commands into
+//! swarm calls, keeps the pending replies in maps keyed by query or request id, and
+//! turns swarm events into replies and [`NetEvent`]s. It never waits on the node:
+//! events go out with `try_send`, and what does not fit is counted.
+//!
+//! Parts:
+//! - [`build`]: the swarm, its listeners, the records kept from before a restart,
+//!   the bootstrap dial.
+//! - [`queries`]: our DHT queries waiting for their results.
+//! - [`requests`]: our sync and social requests waiting for responses or lookups.
+//! - [`connections`]: bootstrap, bans, identify, pruning idle connections.
+//! - [`gossip`] and [`kad`]: the handlers of those behaviours.
+//!
+//! This module is the loop: it dispatches each command and swarm event to its part.
+
+mod build;
+mod connections;
+mod gossip;
+mod kad;
+mod queries;
+mod requests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::Swarm;
+use libp2p::kad::RecordKey;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use starling_core::Identity;
+use tokio::sync::mpsc;
+
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::{Command, NetConfig, NetError, NetEvent, NetStatus};
+use connections::Connections;
+use queries::Queries;
+use requests::{Outbound, Requests};
+
+/// Counted events by name, for `status`: refused DHT records, ignored gossip, bans...
+#[derive(Default)]
+struct Counters(BTreeMap<String, u64>);
+
+impl Counters {
+    fn add(&mut self, what: &str) {
+        *self.0.entry(what.to_string()).or_default() += 1;
+    }
+}
+
+/// Milliseconds since the Unix epoch (the node's record expiries are in these).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    queries: Queries,
+    requests: Requests,
+    connections: Connections,
+    counters: Counters,
+}
+
+impl EventLoop {
+    pub(crate) async fn new(
+        identity: &Identity,
+        config: &NetConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetEvent>,
+    ) -> Result<Self, NetError> {
+        let mut swarm = build::swarm(identity, config)?;
+        build::listen(&mut swarm, &config.listen).await?;
+        build::load_records(&mut swarm, &config.initial_records);
+        let bootstrap_peers = build::dial_bootstrap(&mut swarm, &config.bootstrap)?;
+        Ok(Self {
+            swarm,
+            commands,
+            events,
+            queries: Queries::default(),
+            requests: Requests::default(),
+            connections: Connections::new(bootstrap_peers, config.idle_timeout),
+            counters: Counters::default(),
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown { done }) => {
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                _ = housekeeping.tick() => {
+                    let (swarm, counters) = (&mut self.swarm, &mut self.counters);
+                    self.connections.lift_bans(swarm);
+                    self.connections.prune(swarm, counters, self.requests.peers());
+                }
+            }
+        }
+        tracing::debug!("network task stopped");
+    }
+
+    /// Hands an event to the node; gives it back when the queue is full.
+    fn emit(&mut self, ev: NetEvent) -> Option<NetEvent> {
+        match self.events.try_send(ev) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(ev))
+            | Err(mpsc::error::TrySendError::Closed(ev)) => {
+                self.counters.add("events_dropped");
+                Some(ev)
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let swarm = &mut self.swarm;
+        match cmd {
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::IsConnected { peer, reply } => {
+                let _ = reply.send(swarm.is_connected(&peer));
+            }
+            Command::Dial { addr, reply } => {
+                let r = swarm.dial(addr.clone()).map_err(|e| NetError::BadAddress {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                });
+                let _ = reply.send(r);
+            }
+            Command::Subscribe { author } => self.subscribe(author),
+            Command::Unsubscribe { author } => self.unsubscribe(author),
+            Command::Publish {
+                author,
+                data,
+                reply,
+            } => {
+                let _ = reply.send(self.publish(author, data));
+            }
+            Command::Report {
+                id,
+                source,
+                acceptance,
+            } => self.report(id, source, acceptance),
+            Command::GetRecord { key, mode, reply } => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                self.queries.get_record(kad, key, mode, reply);
+            }
+            Command::PutRecord { key, value, reply } => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                self.queries.put_record(kad, key, value, reply);
+            }
+            Command::StartProviding { key, reply } => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                self.queries.start_providing(kad, key, reply);
+            }
+            Command::StopProviding { key } => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                kad.stop_providing(&RecordKey::new(&key));
+            }
+            Command::Providers { key, reply } => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                self.queries.providers(kad, key, reply);
+            }
+            Command::FindPeer { peer, reply } => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                self.queries.find_peer(kad, peer, Some(reply));
+            }
+            Command::Sync {
+                peer,
+                request,
+                reply,
+            } => (self.requests).send(swarm, peer, Outbound::Sync(request, reply)),
+            Command::Social {
+                peer,
+                request,
+                reply,
+            } => (self.requests).send(swarm, peer, Outbound::Social(request, reply)),
+            Command::RespondSync { channel, response } => {
+                // Fails only if the requester went away meanwhile.
+                let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+            }
+            Command::RespondSocial { channel, response } => {
+                let _ = swarm
+                    .behaviour_mut()
+                    .social
+                    .send_response(channel, response);
+            }
+            Command::Ban { peer, duration } => {
+                (self.connections).ban(swarm, &mut self.counters, peer, duration);
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn status(&mut self) -> NetStatus {
+        let local = *self.swarm.local_peer_id();
+        let listen_addrs = self
+            .swarm
+            .listeners()
+            .map(|a| a.clone().with(Protocol::P2p(local)))
+            .collect();
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let routing_table_size = kad.kbuckets().map(|b| b.num_entries()).sum();
+        let dht_queries = kad.iter_queries().count();
+        NetStatus {
+            peer_id: local,
+            listen_addrs,
+            connected_peers: self.swarm.connected_peers().copied().collect(),
+            routing_table_size,
+            subscribed_topics: self.swarm.behaviour().gossipsub.topics().count(),
+            dht_queries,
+            counters: self.counters.0.clone(),
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
+                connections::on_identify(&mut self.swarm, ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_exchange(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Social(ev)) => self.on_exchange(ev),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                self.connections.on_established(&mut self.swarm, peer_id);
+                if num_established.get() == 1 {
+                    let _ = self.emit(NetEvent::Connected { peer: peer_id });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let _ = self.emit(NetEvent::Disconnected { peer: peer_id });
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+}
