@@ -22,11 +22,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use starling_core::PostError;
 use starling_node::{
-    FollowView, Node, NodeError, NodeEvent, PostView, Status, TimelinePage, WhoAmI,
+    Cursor, FollowView, Node, NodeError, NodeEvent, PostError, PostView, Status, TimelinePage,
+    WhoAmI,
 };
-use starling_store::Cursor;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;

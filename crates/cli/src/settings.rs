@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use starling_net::{Multiaddr, NetConfig};
-use starling_node::{NodeConfig, ProfileDir};
+use starling_node::{Multiaddr, NetConfig, NodeConfig, ProfileDir};
 
 use crate::args::{UpArgs, parse_duration};
 

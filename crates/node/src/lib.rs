@@ -27,5 +27,7 @@ pub mod view;
 
 pub use node::{Node, NodeConfig, NodeError, NodeEvent};
 pub use profile::{Endpoint, Profile, ProfileDir, ProfileError};
-pub use starling_net::NetConfig;
+pub use starling_core::{AuthorId, PostError};
+pub use starling_net::{Multiaddr, NetConfig};
+pub use starling_store::Cursor;
 pub use view::{FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI};
