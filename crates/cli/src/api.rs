@@ -172,9 +172,10 @@ impl From<NodeError> for ApiError {
         let unprocessable = |code| Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg.clone());
         match e {
             NodeError::Post(p) => unprocessable(match p {
-                PostError::EmptyBody => "empty_body",
-                PostError::BodyTooLong { .. } => "body_too_long",
-                PostError::ControlCharacter { .. } => "control_character",
+                // What a user can get wrong in a post has its own code.
+                PostError::EmptyBody
+                | PostError::BodyTooLong { .. }
+                | PostError::ControlCharacter { .. } => p.code(),
                 _ => "invalid_post",
             }),
             NodeError::NotInArchive(_) => Self::new(StatusCode::NOT_FOUND, "not_in_archive", msg),
@@ -186,7 +187,9 @@ impl From<NodeError> for ApiError {
             NodeError::KeyChanged { .. } => Self::new(StatusCode::CONFLICT, "key_changed", msg),
             NodeError::SelfFollow => unprocessable("self_follow"),
             NodeError::NotFollowing(_) => Self::new(StatusCode::NOT_FOUND, "not_following", msg),
-            NodeError::Network(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "network", msg),
+            NodeError::Network(_) | NodeError::Offline | NodeError::ClaimPending { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "network", msg)
+            }
             NodeError::Config(_) | NodeError::Store(_) | NodeError::Profile(_) => {
                 tracing::error!(error = %msg, "request failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)

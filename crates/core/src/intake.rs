@@ -54,7 +54,7 @@ pub enum Refusal {
     #[error("bad sync request: {0}")]
     BadSyncRequest(&'static str),
     #[error("bad follow statement: {0}")]
-    BadFollow(String),
+    BadFollow(crate::follow::FollowError),
 }
 
 impl From<DecodeError> for Refusal {

@@ -29,6 +29,7 @@ pub struct NtpStatus {
 
 #[derive(Debug, Default)]
 pub struct Clock {
+    source: Source,
     offset_us: AtomicI64,
     hlc: Mutex<Hlc>,
     ntp: Mutex<NtpStatus>,
@@ -42,15 +43,48 @@ pub fn system_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// Where the uncorrected time comes from.
+#[derive(Debug, Default)]
+enum Source {
+    #[default]
+    System,
+    /// `base_ms` at `start`, moving with tokio's clock: virtual time when tokio's
+    /// clock is paused (the simulator), so no test waits real seconds.
+    Tokio {
+        base_ms: u64,
+        start: tokio::time::Instant,
+    },
+}
+
 impl Clock {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A clock reading `base_ms` now and advancing with tokio's (possibly paused)
+    /// clock instead of the system's.
+    pub fn following_tokio(base_ms: u64) -> Self {
+        Self {
+            source: Source::Tokio {
+                base_ms,
+                start: tokio::time::Instant::now(),
+            },
+            ..Self::default()
+        }
+    }
+
+    /// The uncorrected time, Unix ms.
+    fn raw_ms(&self) -> u64 {
+        match &self.source {
+            Source::System => system_ms(),
+            Source::Tokio { base_ms, start } => base_ms + start.elapsed().as_millis() as u64,
+        }
+    }
+
     /// Corrected wall-clock time, Unix ms.
     pub fn now_ms(&self) -> u64 {
         let offset_ms = self.offset_us.load(Ordering::Relaxed) / 1000;
-        system_ms().saturating_add_signed(offset_ms)
+        self.raw_ms().saturating_add_signed(offset_ms)
     }
 
     /// A fresh HLC timestamp, greater than any issued or observed before.

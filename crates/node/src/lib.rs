@@ -4,25 +4,35 @@
 //! Layout:
 //! - [`profile`]: the data directory of one user (key, token, database).
 //! - [`clock`] and [`sntp`]: system clock + SNTP offset + HLC.
-//! - [`node`]: [`Node`], posting, reposting, timeline, archive, status, and the
-//!   background tasks (GC, SNTP) it runs until shut down.
-//! - `gossip`: validating and storing pushed posts (batched verification).
-//! - `sync`: serving `/starling/sync/1` and catching up (author first, then providers).
-//! - `social`: handles (claims, TOFU pins), follow / unfollow, the outbox, followers.
-//! - `network`: dispatching network events; periodic maintenance.
-//! - [`metrics`]: counters of what was accepted, ignored and rejected.
+//! - [`node`]: [`Node`]: what a node is made of (`Shared`: identity, settings,
+//!   store, clock, counters, tasks, live events, own head, names, follows), start
+//!   and shutdown, and the local operations (post, repost, timeline, archive,
+//!   status, GC).
+//! - `online`: the node with a network (`Online`): owns the `Net` handle and the
+//!   networked subsystems, dispatches network events, runs maintenance.
+//! - `intake`: the one way received posts enter (core's checks, one read for held
+//!   posts, counting, storing, announcing, gaps).
+//! - `catchup`: serving `/starling/sync/1` and catching up (author first, then
+//!   providers).
+//! - `follows`: whom we follow, follow / unfollow, the outbox, followers.
+//! - `handles`: our handle's claim, resolving handles (TOFU pins), the profile
+//!   record.
+//! - `tasks`: the background task set (cancelled together, reaped as they end).
+//! - [`metrics`]: counters of what was accepted, ignored and rejected; strikes.
 //! - [`view`]: the serialisable shapes the interfaces show.
 
+mod catchup;
 pub mod clock;
-mod gossip;
+mod follows;
+mod handles;
+mod intake;
 pub mod metrics;
-mod network;
 pub mod node;
+mod online;
 pub mod profile;
 pub mod sntp;
-mod social;
-mod sync;
 pub mod sysmem;
+mod tasks;
 pub mod view;
 
 pub use node::{Node, NodeConfig, NodeError, NodeEvent};

@@ -1,54 +1,84 @@
 //! Counters shown by `status`: what was rejected from the network and why, what was
-//! ignored, and what went through.
+//! ignored, and what went through; and the strikes that get a peer banned.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use starling_core::PostError;
+use starling_core::Refusal;
 use starling_net::PeerId;
-
-#[derive(Default)]
-pub struct Metrics {
-    counters: Mutex<BTreeMap<String, u64>>,
-    /// Rejections per peer in the current window, for bans.
-    strikes: Mutex<HashMap<PeerId, (u32, Instant)>>,
-}
+use tokio::time::Instant;
 
 /// Rejections from one peer within [`STRIKE_WINDOW`] that get it banned.
 pub const STRIKES_TO_BAN: u32 = 20;
 pub const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 pub const BAN_TIME: Duration = Duration::from_secs(600);
+/// Peers with strikes remembered at once; the oldest window is forgotten first.
+const MAX_STRIKE_PEERS: usize = 4096;
+
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<&'static str, u64>>,
+    /// Rejections per peer in the current window, for bans.
+    strikes: Mutex<HashMap<PeerId, (u32, Instant)>>,
+}
 
 impl Metrics {
-    pub fn add(&self, key: &str, n: u64) {
+    pub fn add(&self, key: &'static str, n: u64) {
         if n > 0 {
             *self
                 .counters
                 .lock()
                 .expect("metrics poisoned")
-                .entry(key.to_string())
+                .entry(key)
                 .or_default() += n;
         }
     }
 
-    pub fn inc(&self, key: &str) {
+    pub fn inc(&self, key: &'static str) {
         self.add(key, 1);
     }
 
-    /// Counts a rejected input, by reason.
-    pub fn reject(&self, reason: &str) {
-        self.inc(&format!("rejected.{reason}"));
+    /// Counts a refused input under `rejected.<code>` (the sender is at fault) or
+    /// `ignored.<code>`. Returns whether `peer`, when named, has now earned a ban.
+    pub fn refused(&self, why: &Refusal, peer: Option<PeerId>) -> bool {
+        if !why.is_fault() {
+            self.add_keyed("ignored.", why.code());
+            return false;
+        }
+        self.add_keyed("rejected.", why.code());
+        match peer {
+            Some(peer) => {
+                tracing::info!(%peer, reason = why.code(), error = %why, "refused an input");
+                self.strike(peer)
+            }
+            None => false,
+        }
+    }
+
+    fn add_keyed(&self, prefix: &'static str, code: &'static str) {
+        // Codes are few and static; their prefixed names are interned once.
+        static NAMES: Mutex<BTreeMap<(&str, &str), &'static str>> = Mutex::new(BTreeMap::new());
+        let key = *NAMES
+            .lock()
+            .expect("names poisoned")
+            .entry((prefix, code))
+            .or_insert_with(|| Box::leak(format!("{prefix}{code}").into_boxed_str()));
+        self.inc(key);
     }
 
     /// Counts a strike against `peer`; true when it has earned a ban.
-    pub fn strike(&self, peer: PeerId) -> bool {
+    fn strike(&self, peer: PeerId) -> bool {
         let mut strikes = self.strikes.lock().expect("metrics poisoned");
         let now = Instant::now();
-        let e = strikes.entry(peer).or_insert((0, now));
-        if now.duration_since(e.1) > STRIKE_WINDOW {
-            *e = (0, now);
+        strikes.retain(|_, (_, since)| now.duration_since(*since) <= STRIKE_WINDOW);
+        if strikes.len() >= MAX_STRIKE_PEERS
+            && !strikes.contains_key(&peer)
+            && let Some(oldest) = strikes.iter().min_by_key(|(_, (_, t))| *t).map(|(p, _)| *p)
+        {
+            strikes.remove(&oldest);
         }
+        let e = strikes.entry(peer).or_insert((0, now));
         e.0 += 1;
         if e.0 >= STRIKES_TO_BAN {
             strikes.remove(&peer);
@@ -58,7 +88,12 @@ impl Metrics {
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().expect("metrics poisoned").clone()
+        self.counters
+            .lock()
+            .expect("metrics poisoned")
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
     }
 
     /// Only the `rejected.*` counters, without the prefix.
@@ -67,23 +102,5 @@ impl Metrics {
             .into_iter()
             .filter_map(|(k, v)| k.strip_prefix("rejected.").map(|r| (r.to_string(), v)))
             .collect()
-    }
-}
-
-/// A short, stable name for why a post was refused.
-pub fn reason(e: &PostError) -> &'static str {
-    match e {
-        PostError::EmptyBody => "empty_body",
-        PostError::BodyTooLong { .. } => "body_too_long",
-        PostError::ControlCharacter { .. } => "control_character",
-        PostError::ZeroSeq => "bad_seq",
-        PostError::BadRepostRef => "bad_repost",
-        PostError::ExpiresBeforeTimestamp { .. } => "bad_expiry",
-        PostError::LifetimeTooLong { .. } => "lifetime_too_long",
-        PostError::FromFuture { .. } => "from_future",
-        PostError::Expired { .. } => "expired",
-        PostError::Signature(_) => "bad_signature",
-        PostError::Equivocation { .. } => "equivocation",
-        PostError::Malformed(_) => "malformed",
     }
 }

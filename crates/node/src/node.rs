@@ -1,27 +1,29 @@
-//! The node: posting, reposting, timeline, archive, status, and the background tasks
-//! it runs until shut down. The networked parts live in `gossip`, `sync`, `social`
-//! and `network`, as further `impl Node` blocks.
+//! The node: what it is made of, starting and stopping it, and the local operations
+//! (post, repost, timeline, archive, status, GC). The networked part is
+//! [`crate::online::Online`], present when the node runs with a network.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use starling_core::post::check_body;
 use starling_core::{
-    AuthorId, Handle, HandleError, Limits, Post, PostContent, PostError, PostRef, SignatureError,
+    AuthorId, Handle, HandleError, Identity, Limits, Post, PostContent, PostError, PostRef,
+    SignatureError,
 };
-use starling_net::{Net, NetConfig, NetError};
+use starling_net::{Net, NetConfig, NetError, NetEvent};
 use starling_store::{Cursor, Inserted, Store, StoreConfig, StoreError};
 use thiserror::Error;
-use tokio::sync::{Mutex, Notify, broadcast};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Mutex, broadcast, mpsc};
 
 use crate::clock::Clock;
+use crate::follows::Follows;
 use crate::metrics::Metrics;
+use crate::online::Online;
 use crate::profile::{Profile, ProfileError};
+use crate::tasks::Tasks;
 use crate::view::{ClockStatus, FollowView, HandleState, PostView, Status, TimelinePage, WhoAmI};
 
 /// How a node runs; the defaults are what `starling up` uses.
@@ -78,6 +80,8 @@ pub enum NodeError {
         by: AuthorId,
         fingerprint: String,
     },
+    #[error("could not claim @{handle} yet: {reason}")]
+    ClaimPending { handle: String, reason: String },
     #[error(
         "handle @{handle} now points to key {now} but you first saw it held by {pinned}; \
          not following. If you trust the new key, follow it by key."
@@ -91,8 +95,10 @@ pub enum NodeError {
     SelfFollow,
     #[error("you do not follow {0}")]
     NotFollowing(String),
+    #[error("the network is unavailable: this node runs without network")]
+    Offline,
     #[error("the network is unavailable: {0}")]
-    Network(String),
+    Network(#[from] NetError),
     #[error("invalid setting: {0}")]
     Config(String),
     #[error("storage error: {0}")]
@@ -104,12 +110,6 @@ pub enum NodeError {
 impl From<SignatureError> for NodeError {
     fn from(e: SignatureError) -> Self {
         NodeError::Post(PostError::Signature(e))
-    }
-}
-
-impl From<NetError> for NodeError {
-    fn from(e: NetError) -> Self {
-        NodeError::Network(e.to_string())
     }
 }
 
@@ -126,50 +126,118 @@ pub enum NodeEvent {
 /// A running node; cheap to clone.
 #[derive(Clone)]
 pub struct Node {
-    pub(crate) inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    online: Option<Arc<Online>>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) profile: std::sync::RwLock<Profile>,
+/// What every part of a node uses: its identity, settings, store, clock, counters,
+/// tasks and live events, and the small pieces of local state (profile, own head,
+/// names, follows) behind their own methods.
+pub(crate) struct Shared {
     pub(crate) me: AuthorId,
     pub(crate) config: NodeConfig,
     pub(crate) store: Store,
     pub(crate) clock: Arc<Clock>,
-    pub(crate) net: Option<Net>,
-    /// Serialises this user's posts so each gets the next seq.
-    pub(crate) post_lock: Mutex<()>,
-    pub(crate) head_seq: AtomicU64,
-    pub(crate) events: broadcast::Sender<NodeEvent>,
-    pub(crate) started: Instant,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) tasks: std::sync::Mutex<JoinSet<()>>,
     pub(crate) metrics: Metrics,
-    /// Authors we follow (active follows), for gossip validation.
-    pub(crate) following: RwLock<HashSet<AuthorId>>,
+    pub(crate) tasks: Tasks,
+    pub(crate) follows: Follows,
+    events: broadcast::Sender<NodeEvent>,
+    profile: RwLock<Profile>,
     /// Verified handles of other users, for display.
-    pub(crate) handles: RwLock<HashMap<AuthorId, String>>,
-    pub(crate) handle_state: std::sync::Mutex<HandleState>,
-    /// Authors being caught up; `true` when another round was asked for meanwhile.
-    pub(crate) syncing: std::sync::Mutex<HashMap<AuthorId, bool>>,
-    /// Followees whose statement is being delivered right now.
-    pub(crate) delivering: std::sync::Mutex<HashSet<AuthorId>>,
-    /// Wakes the outbox early (a followee came online, a new statement).
-    pub(crate) outbox_kick: Notify,
-    /// Wakes the registration task (first peer connected).
-    pub(crate) connected_kick: Notify,
-    /// The head seq last published in our profile record.
-    pub(crate) published_head: AtomicU64,
-    /// Set once we announced ourselves to the network (at the first connection).
-    pub(crate) announced: AtomicBool,
-    /// Highest seq stored per followed author, as of our last insert: a gossiped
-    /// post beyond it cannot be held yet, so checking it needs no database read.
-    pub(crate) feed_max: std::sync::Mutex<HashMap<AuthorId, u64>>,
+    names: RwLock<HashMap<AuthorId, String>>,
+    /// Serialises this user's posts so each gets the next seq.
+    post_lock: Mutex<()>,
+    head_seq: AtomicU64,
+    started: Instant,
+}
+
+impl Shared {
+    pub(crate) fn identity(&self) -> Identity {
+        self.profile
+            .read()
+            .expect("profile poisoned")
+            .identity
+            .clone()
+    }
+    pub(crate) fn handle(&self) -> Handle {
+        self.profile
+            .read()
+            .expect("profile poisoned")
+            .handle
+            .clone()
+    }
+    pub(crate) fn set_handle(&self, handle: Handle) -> Result<(), ProfileError> {
+        self.profile
+            .write()
+            .expect("profile poisoned")
+            .set_handle(handle)
+    }
+    pub(crate) fn head_seq(&self) -> u64 {
+        self.head_seq.load(Ordering::SeqCst)
+    }
+    pub(crate) fn name_of(&self, a: &AuthorId) -> Option<String> {
+        if *a == self.me {
+            return Some(self.handle().to_string());
+        }
+        self.names.read().expect("names poisoned").get(a).cloned()
+    }
+    pub(crate) fn remember_name(&self, key: AuthorId, handle: String) {
+        self.names
+            .write()
+            .expect("names poisoned")
+            .insert(key, handle);
+    }
+    pub(crate) fn view(&self, post: &Post) -> PostView {
+        PostView::new(post, self.name_of(&post.author), post.author == self.me)
+    }
+    pub(crate) fn announce(&self, event: NodeEvent) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
 }
 
 impl Node {
     /// Opens the profile's store, starts the network (if configured) and the
     /// background tasks.
     pub async fn start(profile: Profile, config: NodeConfig) -> Result<Self, NodeError> {
+        let net = config.network.clone();
+        Self::start_with(profile, config, Clock::new(), |shared| async move {
+            match net {
+                None => Ok(None),
+                Some(mut nc) => {
+                    nc.initial_records = shared.store.dht_records(shared.clock.now_ms()).await?;
+                    Ok(Some(Net::start(&shared.identity(), nc).await?))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Starts a node on a network given from outside (the simulator's), with its own
+    /// clock. `config.network` is not used.
+    pub async fn start_on(
+        profile: Profile,
+        config: NodeConfig,
+        clock: Clock,
+        net: Net,
+        events: mpsc::Receiver<NetEvent>,
+    ) -> Result<Self, NodeError> {
+        Self::start_with(profile, config, clock, |_| async move {
+            Ok(Some((net, events)))
+        })
+        .await
+    }
+
+    async fn start_with<F, Fut>(
+        profile: Profile,
+        config: NodeConfig,
+        clock: Clock,
+        network: F,
+    ) -> Result<Self, NodeError>
+    where
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<(Net, mpsc::Receiver<NetEvent>)>, NodeError>>,
+    {
         let ttl_ms = config.post_ttl.as_millis() as u64;
         if ttl_ms == 0 || ttl_ms > config.limits.max_post_lifetime_ms {
             return Err(NodeError::Config(format!(
@@ -178,165 +246,106 @@ impl Node {
             )));
         }
         let store = Store::open(&profile.db_path(), config.store.clone())?;
-        let clock = Arc::new(Clock::new());
         let me = profile.identity.author();
         let head = store.head(me).await?;
         if let Some(h) = &head {
             clock.start_after(h.ts);
         }
         let followed = store.following(true).await?;
-        let following: HashSet<AuthorId> = followed.iter().map(|r| r.statement.followee).collect();
-        let mut handles: HashMap<AuthorId, String> = store.pins().await?.into_iter().collect();
+        let following: BTreeSet<AuthorId> = followed.iter().map(|r| r.statement.followee).collect();
+        let mut names: HashMap<AuthorId, String> = store.pins().await?.into_iter().collect();
         for row in followed {
             if let Some(h) = row.handle {
-                handles.entry(row.statement.followee).or_insert(h);
+                names.entry(row.statement.followee).or_insert(h);
             }
         }
-        let (net, net_events) = match &config.network {
-            Some(nc) => {
-                let mut nc = nc.clone();
-                nc.initial_records = store.dht_records(clock.now_ms()).await?;
-                let (net, ev) = Net::start(&profile.identity, nc).await?;
-                (Some(net), Some(ev))
-            }
-            None => (None, None),
-        };
         // Live views only: a subscriber that falls this far behind gets `resync`.
         let (events, _) = broadcast::channel(128);
-        let handle_state = if net.is_some() {
-            HandleState::Pending {
-                reason: "waiting for peers".into(),
-            }
-        } else {
-            HandleState::Offline
-        };
-        let node = Self {
-            inner: Arc::new(Inner {
-                head_seq: AtomicU64::new(head.map_or(0, |h| h.seq)),
-                me,
-                profile: std::sync::RwLock::new(profile),
-                store,
-                clock,
-                net,
-                post_lock: Mutex::new(()),
-                events,
-                started: Instant::now(),
-                cancel: CancellationToken::new(),
-                tasks: std::sync::Mutex::new(JoinSet::new()),
-                config,
-                metrics: Metrics::default(),
-                following: RwLock::new(following),
-                handles: RwLock::new(handles),
-                handle_state: std::sync::Mutex::new(handle_state),
-                syncing: std::sync::Mutex::new(HashMap::new()),
-                delivering: std::sync::Mutex::new(HashSet::new()),
-                outbox_kick: Notify::new(),
-                connected_kick: Notify::new(),
-                published_head: AtomicU64::new(u64::MAX),
-                announced: AtomicBool::new(false),
-                feed_max: Default::default(),
-            }),
-        };
+        let shared = Arc::new(Shared {
+            me,
+            head_seq: AtomicU64::new(head.map_or(0, |h| h.seq)),
+            profile: RwLock::new(profile),
+            store,
+            clock: Arc::new(clock),
+            post_lock: Mutex::new(()),
+            events,
+            started: Instant::now(),
+            tasks: Tasks::default(),
+            config,
+            metrics: Metrics::default(),
+            follows: Follows::new(following),
+            names: RwLock::new(names),
+        });
+        let online = network(shared.clone())
+            .await?
+            .map(|(net, events)| Online::start(shared.clone(), net, events));
+        let node = Self { shared, online };
         node.spawn_background();
-        if let Some(events) = net_events {
-            node.start_network(events).await;
+        if let Some(online) = &node.online {
+            online.run().await;
         }
         Ok(node)
     }
 
-    pub(crate) fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        let cancel = self.inner.cancel.clone();
-        self.inner
-            .tasks
-            .lock()
-            .expect("tasks poisoned")
-            .spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = fut => {}
-                }
-            });
-    }
-
     fn spawn_background(&self) {
-        let (clock, cancel) = (self.inner.clock.clone(), self.inner.cancel.clone());
-        let (servers, every) = (
-            self.inner.config.ntp_servers.clone(),
-            self.inner.config.ntp_interval,
-        );
-        self.spawn(async move { clock.run_sntp(servers, every, cancel).await });
+        let s = &self.shared;
+        let clock = s.clock.clone();
+        let (servers, every) = (s.config.ntp_servers.clone(), s.config.ntp_interval);
+        let cancel = s.tasks.token();
+        s.tasks
+            .spawn(async move { clock.run_sntp(servers, every, cancel).await });
         let node = self.clone();
-        self.spawn(async move { node.run_gc().await });
+        s.tasks.spawn(async move { node.run_gc().await });
     }
 
     /// Tells every background task to stop, without waiting; the network and the
     /// store close once the last handle to them is gone. For teardown paths that
     /// cannot wait (prefer [`Node::shutdown`]).
     pub fn stop_now(&self) {
-        self.inner.cancel.cancel();
+        self.shared.tasks.stop();
     }
 
     /// Stops the background tasks and the network, and flushes the store.
     pub async fn shutdown(&self) {
-        self.inner.cancel.cancel();
-        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks poisoned"));
-        while tasks.join_next().await.is_some() {}
-        if let Some(net) = &self.inner.net {
-            net.shutdown().await;
+        self.shared.tasks.stop_and_wait().await;
+        if let Some(online) = &self.online {
+            online.net().shutdown().await;
         }
-        self.inner.store.close().await;
+        self.shared.store.close().await;
+    }
+
+    /// The networked part, or [`NodeError::Offline`].
+    fn online(&self) -> Result<&Arc<Online>, NodeError> {
+        self.online.as_ref().ok_or(NodeError::Offline)
     }
 
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.shared.store
     }
     pub fn clock(&self) -> &Arc<Clock> {
-        &self.inner.clock
+        &self.shared.clock
     }
     pub fn net(&self) -> Option<&Net> {
-        self.inner.net.as_ref()
+        self.online.as_ref().map(|o| o.net())
     }
     pub fn author(&self) -> AuthorId {
-        self.inner.me
+        self.shared.me
     }
     pub fn handle(&self) -> Handle {
-        self.inner
-            .profile
-            .read()
-            .expect("profile poisoned")
-            .handle
-            .clone()
+        self.shared.handle()
     }
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
-        self.inner.events.subscribe()
+        self.shared.events.subscribe()
     }
     pub fn handle_state(&self) -> HandleState {
-        self.inner
-            .handle_state
-            .lock()
-            .expect("state poisoned")
-            .clone()
-    }
-    pub(crate) fn set_handle_state(&self, s: HandleState) {
-        *self.inner.handle_state.lock().expect("state poisoned") = s;
-    }
-    pub(crate) fn is_following(&self, a: &AuthorId) -> bool {
-        self.inner
-            .following
-            .read()
-            .expect("following poisoned")
-            .contains(a)
-    }
-    pub(crate) fn handle_of(&self, a: &AuthorId) -> Option<String> {
-        if *a == self.inner.me {
-            return Some(self.handle().to_string());
+        match &self.online {
+            Some(o) => o.handles.state(),
+            None => HandleState::Offline,
         }
-        self.inner
-            .handles
-            .read()
-            .expect("handles poisoned")
-            .get(a)
-            .cloned()
+    }
+    /// Background tasks running now (reaped as they end).
+    pub fn tasks(&self) -> usize {
+        self.shared.tasks.len()
     }
 
     /// Creates, signs, stores and announces a post. Resolves once it is on disk.
@@ -346,13 +355,13 @@ impl Node {
 
     /// Republishes an archived (expired) post of ours as a new post.
     pub async fn repost(&self, seq: u64) -> Result<PostView, NodeError> {
-        let original = self
-            .inner
+        let s = &self.shared;
+        let original = s
             .store
-            .post(self.inner.me, seq)
+            .post(s.me, seq)
             .await?
             .ok_or(NodeError::NotInArchive(seq))?;
-        if !original.is_expired(self.inner.clock.now_ms()) {
+        if !original.is_expired(s.clock.now_ms()) {
             return Err(NodeError::NotExpired(seq));
         }
         // A repost of a repost names the first original.
@@ -362,29 +371,23 @@ impl Node {
 
     async fn publish(&self, body: &str, repost_of: Option<PostRef>) -> Result<PostView, NodeError> {
         check_body(body)?;
-        let inner = &self.inner;
+        let s = &self.shared;
         let post = {
-            let _turn = inner.post_lock.lock().await;
-            let ts = inner.clock.stamp();
-            let identity = inner
-                .profile
-                .read()
-                .expect("profile poisoned")
-                .identity
-                .clone();
+            let _turn = s.post_lock.lock().await;
+            let ts = s.clock.stamp();
             let content = PostContent {
-                author: inner.me,
-                seq: inner.head_seq.load(Ordering::SeqCst) + 1,
+                author: s.me,
+                seq: s.head_seq() + 1,
                 ts,
-                expires_at: ts.millis() + inner.config.post_ttl.as_millis() as u64,
+                expires_at: ts.millis() + s.config.post_ttl.as_millis() as u64,
                 body: body.to_string(),
                 repost_of,
             };
-            content.check(&inner.config.limits)?;
-            let post = Post::sign(content, &identity)?;
-            let outcome = inner
+            content.check(&s.config.limits)?;
+            let post = Post::sign(content, &s.identity())?;
+            let outcome = s
                 .store
-                .insert_posts(vec![post.clone()], inner.clock.now_ms())
+                .insert_posts(vec![post.clone()], s.clock.now_ms())
                 .await?;
             if outcome.first() != Some(&Inserted::New) {
                 // Only possible if the database was changed behind our back.
@@ -393,26 +396,16 @@ impl Node {
                     reason: format!("seq {} was already taken", post.seq),
                 }));
             }
-            inner.head_seq.store(post.seq, Ordering::SeqCst);
+            s.head_seq.store(post.seq, Ordering::SeqCst);
             post
         };
         // On disk: now push it to online followers. Nobody online is fine: they pull.
-        if let Some(net) = &inner.net {
-            match net.publish(inner.me, post.as_bytes().to_vec()).await {
-                Ok(n) => tracing::debug!(seq = post.seq, peers = n, "published"),
-                Err(e) => {
-                    tracing::warn!(seq = post.seq, error = %e, "publish failed; followers will pull")
-                }
-            }
+        if let Some(online) = &self.online {
+            online.push_own(&post).await;
         }
-        let view = self.view(&post);
-        let _ = inner.events.send(NodeEvent::Post(view.clone()));
+        let view = s.view(&post);
+        s.announce(NodeEvent::Post(view.clone()));
         Ok(view)
-    }
-
-    pub(crate) fn view(&self, post: &Post) -> PostView {
-        let mine = post.author == self.inner.me;
-        PostView::new(post, self.handle_of(&post.author), mine)
     }
 
     fn page(&self, posts: Vec<Post>, limit: usize) -> TimelinePage {
@@ -420,7 +413,7 @@ impl Node {
             .then(|| posts.last().map(|p| Cursor::of(p).to_string()))
             .flatten();
         TimelinePage {
-            posts: posts.iter().map(|p| self.view(p)).collect(),
+            posts: posts.iter().map(|p| self.shared.view(p)).collect(),
             next_cursor,
         }
     }
@@ -432,12 +425,9 @@ impl Node {
         before: Option<Cursor>,
     ) -> Result<TimelinePage, NodeError> {
         let limit = limit.clamp(1, 500);
-        let rows = self
-            .inner
-            .store
-            .timeline(self.inner.clock.now_ms(), limit, before)
-            .await?;
-        Ok(self.page(rows.into_iter().map(|s| s.post).collect(), limit))
+        let s = &self.shared;
+        let rows = s.store.timeline(s.clock.now_ms(), limit, before).await?;
+        Ok(self.page(rows.into_iter().map(|r| r.post).collect(), limit))
     }
 
     /// This user's expired posts, newest first.
@@ -447,54 +437,54 @@ impl Node {
         before: Option<Cursor>,
     ) -> Result<TimelinePage, NodeError> {
         let limit = limit.clamp(1, 500);
-        let rows = self
-            .inner
+        let s = &self.shared;
+        let rows = s
             .store
-            .expired_posts_of(self.inner.me, self.inner.clock.now_ms(), limit, before)
+            .expired_posts_of(s.me, s.clock.now_ms(), limit, before)
             .await?;
-        Ok(self.page(rows.into_iter().map(|s| s.post).collect(), limit))
+        Ok(self.page(rows.into_iter().map(|r| r.post).collect(), limit))
     }
 
     pub fn whoami(&self) -> WhoAmI {
-        let p = self.inner.profile.read().expect("profile poisoned");
+        let s = &self.shared;
+        let p = s.profile.read().expect("profile poisoned");
         WhoAmI {
-            peer_id: self.inner.me,
+            peer_id: s.me,
             handle: p.handle.to_string(),
             handle_state: self.handle_state(),
-            fingerprint: self.inner.me.fingerprint(),
+            fingerprint: s.me.fingerprint(),
             data_dir: p.dir.display().to_string(),
         }
     }
 
     pub async fn status(&self) -> Result<Status, NodeError> {
-        let inner = &self.inner;
-        let (stored, live) = inner.store.post_counts(inner.clock.now_ms()).await?;
-        let following = inner.following.read().expect("following poisoned").len() as u64;
-        let followers = inner.store.followers(true).await?.len() as u64;
-        let outbox_pending = inner.store.outbox_len().await?;
-        let network = match &inner.net {
-            Some(_) => Some(self.network_status().await?),
+        let s = &self.shared;
+        let (stored, live) = s.store.post_counts(s.clock.now_ms()).await?;
+        let followers = s.store.followers(true).await?.len() as u64;
+        let outbox_pending = s.store.outbox_len().await?;
+        let network = match &self.online {
+            Some(o) => Some(o.network_status().await?),
             None => None,
         };
         Ok(Status {
-            peer_id: inner.me,
+            peer_id: s.me,
             handle: self.handle().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_secs: inner.started.elapsed().as_secs(),
+            uptime_secs: s.started.elapsed().as_secs(),
             posts_stored: stored,
             posts_live: live,
-            head_seq: inner.head_seq.load(Ordering::SeqCst),
-            post_ttl_secs: inner.config.post_ttl.as_secs_f64(),
+            head_seq: s.head_seq(),
+            post_ttl_secs: s.config.post_ttl.as_secs_f64(),
             clock: ClockStatus {
-                offset_ms: inner.clock.offset_ms(),
-                ntp: inner.clock.ntp_status(),
+                offset_ms: s.clock.offset_ms(),
+                ntp: s.clock.ntp_status(),
             },
             handle_state: self.handle_state(),
-            following,
+            following: s.follows.len() as u64,
             followers,
             outbox_pending,
-            rejected: inner.metrics.rejected(),
-            counters: inner
+            rejected: s.metrics.rejected(),
+            counters: s
                 .metrics
                 .snapshot()
                 .into_iter()
@@ -507,12 +497,12 @@ impl Node {
     /// Deletes other authors' expired posts now; returns how many.
     pub async fn collect_garbage(&self) -> Result<usize, NodeError> {
         const CHUNK: usize = 1000;
+        let s = &self.shared;
         let mut total = 0;
         loop {
-            let n = self
-                .inner
+            let n = s
                 .store
-                .delete_expired(self.inner.clock.now_ms(), self.inner.me, CHUNK)
+                .delete_expired(s.clock.now_ms(), s.me, CHUNK)
                 .await?;
             total += n;
             if n < CHUNK {
@@ -522,7 +512,7 @@ impl Node {
     }
 
     async fn run_gc(&self) {
-        let mut tick = tokio::time::interval(self.inner.config.gc_interval);
+        let mut tick = tokio::time::interval(self.shared.config.gc_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -532,5 +522,68 @@ impl Node {
                 Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
             }
         }
+    }
+
+    // ---- the networked operations ---------------------------------------------------
+
+    /// Resolves a handle through the DHT and pins its key (trust on first use).
+    pub async fn resolve(&self, handle: &Handle) -> Result<AuthorId, NodeError> {
+        self.online()?.resolve(handle).await
+    }
+
+    /// Claims our handle (or `new_handle`) in the DHT now.
+    pub async fn register(&self, new_handle: Option<&str>) -> Result<HandleState, NodeError> {
+        self.online()?.register(new_handle).await
+    }
+
+    /// Follows a user by handle or key; works while they are offline.
+    pub async fn follow(&self, target: &str) -> Result<FollowView, NodeError> {
+        self.online()?.follow(target).await
+    }
+
+    /// Unfollows by handle or key.
+    pub async fn unfollow(&self, target: &str) -> Result<FollowView, NodeError> {
+        self.online()?.unfollow(target).await
+    }
+
+    /// Brings our copy of `author`'s feed up to date (no-op without network).
+    pub async fn catch_up(&self, author: AuthorId) {
+        if let Some(o) = &self.online {
+            o.catch_up(author, None).await;
+        }
+    }
+
+    /// Whom we follow, newest first, with delivery state.
+    pub async fn following_list(&self) -> Result<Vec<FollowView>, NodeError> {
+        let s = &self.shared;
+        Ok(s.store
+            .following(true)
+            .await?
+            .into_iter()
+            .map(|r| FollowView {
+                peer_id: r.statement.followee,
+                handle: s.name_of(&r.statement.followee).or(r.handle),
+                fingerprint: r.statement.followee.fingerprint(),
+                since_ms: r.statement.ts.millis(),
+                pending: r.delivered_at.is_none(),
+            })
+            .collect())
+    }
+
+    /// Who follows us, newest first.
+    pub async fn followers_list(&self) -> Result<Vec<FollowView>, NodeError> {
+        let s = &self.shared;
+        Ok(s.store
+            .followers(true)
+            .await?
+            .into_iter()
+            .map(|r| FollowView {
+                peer_id: r.statement.follower,
+                handle: s.name_of(&r.statement.follower),
+                fingerprint: r.statement.follower.fingerprint(),
+                since_ms: r.statement.ts.millis(),
+                pending: false,
+            })
+            .collect())
     }
 }

@@ -22,6 +22,9 @@ pub enum SntpError {
     Timeout(Duration),
     #[error("invalid answer: {0}")]
     BadAnswer(&'static str),
+    /// A datagram that does not answer our request (stray, late or forged).
+    #[error("invalid answer: origin timestamp does not match our request")]
+    NotOurs,
 }
 
 /// One measurement against one server.
@@ -81,7 +84,7 @@ pub async fn query(server: &str, timeout: Duration) -> Result<Sample, SntpError>
         let t4 = SystemTime::now();
         match parse_reply(&buf[..n], t1_ntp, t1, t4) {
             // A stray or forged datagram: keep waiting for the real answer.
-            Err(SntpError::BadAnswer("origin timestamp does not match our request")) => continue,
+            Err(SntpError::NotOurs) => continue,
             other => return other,
         }
     }
@@ -103,9 +106,7 @@ fn parse_reply(p: &[u8], t1_ntp: u64, t1: SystemTime, t4: SystemTime) -> Result<
     }
     let ts = |at: usize| u64::from_be_bytes(p[at..at + 8].try_into().expect("8 bytes"));
     if ts(24) != t1_ntp {
-        return Err(SntpError::BadAnswer(
-            "origin timestamp does not match our request",
-        ));
+        return Err(SntpError::NotOurs);
     }
     let (t2, t3) = (ntp_to_unix_ms(ts(32)), ntp_to_unix_ms(ts(40)));
     if ts(40) == 0 {

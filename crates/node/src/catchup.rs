@@ -1,0 +1,261 @@
+//! Pull: `/starling/sync/1`, serving and catching up.
+//!
+//! A node catches up on an author it follows on start, when the author connects,
+//! after a follow, when the intake sees a gap in the author's seq, and in
+//! maintenance rounds. It asks the author first, then (if the author is
+//! unreachable) up to three providers of the author's feed in parallel. Pages are
+//! pipelined: the next page is requested while the current one goes through the
+//! intake. [`CatchUp`] owns which authors are being caught up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::join_all;
+use starling_core::records::feed_key;
+use starling_core::{AuthorId, Channel, Post, Refusal};
+use starling_net::protocol::MAX_SYNC_PAGE;
+use starling_net::{NetError, PeerId, SyncRequest, SyncResponse};
+
+use crate::intake::{Arrival, Transport};
+use crate::online::Online;
+
+/// Providers asked at once when the author is unreachable.
+const PROVIDER_FANOUT: usize = 3;
+/// How long one sync request may take.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Authors being caught up; `true` when another round was asked for meanwhile.
+#[derive(Default)]
+pub(crate) struct CatchUp {
+    rounds: Mutex<HashMap<AuthorId, bool>>,
+}
+
+impl CatchUp {
+    /// True: start a round now. False: one is running; it will run once more.
+    fn begin(&self, author: AuthorId) -> bool {
+        let mut r = self.rounds.lock().expect("rounds poisoned");
+        match r.get_mut(&author) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                r.insert(author, false);
+                true
+            }
+        }
+    }
+    /// A round ended. True: run another (one was asked for meanwhile).
+    fn end(&self, author: AuthorId) -> bool {
+        let mut r = self.rounds.lock().expect("rounds poisoned");
+        if r.get(&author) == Some(&true) {
+            r.insert(author, false);
+            true
+        } else {
+            r.remove(&author);
+            false
+        }
+    }
+}
+
+/// Why a source gave us nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncFailure {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl Online {
+    /// Answers a sync request from our store: unexpired posts only.
+    pub(crate) async fn answer_sync(&self, peer: PeerId, req: SyncRequest) -> SyncResponse {
+        let s = &self.shared;
+        let author = match AuthorId::from_slice(&req.author) {
+            Ok(a) => a,
+            Err(_) => {
+                let why = Refusal::BadSyncRequest("author is not a valid key");
+                s.metrics.refused(&why, None);
+                return SyncResponse::Error {
+                    message: "author is not a valid key".into(),
+                };
+            }
+        };
+        let limit = req.limit.clamp(1, MAX_SYNC_PAGE) as usize;
+        tracing::trace!(%peer, %author, "serving a sync request");
+        match s
+            .store
+            .posts_after(author, req.after_seq, s.clock.now_ms(), limit + 1)
+            .await
+        {
+            Ok(mut posts) => {
+                let more = posts.len() > limit;
+                posts.truncate(limit);
+                s.metrics.add("sync.served_posts", posts.len() as u64);
+                SyncResponse::Posts {
+                    posts: posts
+                        .into_iter()
+                        .map(|p| serde_bytes::ByteBuf::from(p.into_bytes()))
+                        .collect(),
+                    more,
+                }
+            }
+            Err(e) => SyncResponse::Error {
+                message: format!("store error: {e}"),
+            },
+        }
+    }
+
+    pub(crate) fn spawn_catch_up(
+        self: &std::sync::Arc<Self>,
+        author: AuthorId,
+        hint: Option<PeerId>,
+    ) {
+        let online = self.clone();
+        self.shared
+            .tasks
+            .spawn(async move { online.catch_up(author, hint).await });
+    }
+
+    /// Brings our copy of `author`'s feed up to date. One round per author at a time;
+    /// a request during a round schedules one more round after it.
+    pub(crate) async fn catch_up(&self, author: AuthorId, hint: Option<PeerId>) {
+        let s = &self.shared;
+        if author == s.me || !s.follows.contains(&author) || !self.catchup.begin(author) {
+            return;
+        }
+        loop {
+            self.catch_up_round(author, hint).await;
+            if !self.catchup.end(author) {
+                break;
+            }
+        }
+    }
+
+    async fn catch_up_round(&self, author: AuthorId, hint: Option<PeerId>) {
+        let after = match self.shared.store.following_of(author).await {
+            Ok(Some(row)) => row.synced_seq,
+            _ => return,
+        };
+        let me = self.net.local_peer_id();
+        let author_peer = author.peer_id();
+        // The author first (or the peer that showed us the gap, if connected).
+        let mut first = vec![author_peer];
+        if let Some(h) = hint.filter(|h| *h != author_peer && *h != me) {
+            first.push(h);
+        }
+        for peer in first {
+            if let Ok(n) = self.sync_from(peer, author, after).await {
+                tracing::debug!(%author, %peer, new = n, "caught up");
+                return;
+            }
+        }
+        // The author is away: ask the providers of the feed (its followers).
+        let providers = match self.net.providers(feed_key(&author)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(%author, error = %e, "no providers found");
+                return;
+            }
+        };
+        let candidates: Vec<PeerId> = providers
+            .into_iter()
+            .filter(|p| *p != author_peer && *p != me)
+            .take(PROVIDER_FANOUT)
+            .collect();
+        let results = join_all(candidates.iter().map(|p| self.sync_from(*p, author, after))).await;
+        let new: usize = results.iter().filter_map(|r| r.as_ref().ok()).sum();
+        tracing::debug!(%author, providers = candidates.len(), new, "caught up from providers");
+    }
+
+    async fn fetch(
+        &self,
+        peer: PeerId,
+        author: AuthorId,
+        after_seq: u64,
+    ) -> Result<SyncResponse, SyncFailure> {
+        let request = SyncRequest {
+            author: author.as_bytes().to_vec(),
+            after_seq,
+            limit: MAX_SYNC_PAGE,
+        };
+        match tokio::time::timeout(SYNC_TIMEOUT, self.net.sync(peer, request)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(SyncFailure::TimedOut(SYNC_TIMEOUT)),
+        }
+    }
+
+    /// Pulls every page of `author`'s feed after `after` from `peer`. Returns how
+    /// many new posts were stored; an error when the source gave no page at all.
+    async fn sync_from(
+        &self,
+        peer: PeerId,
+        author: AuthorId,
+        after: u64,
+    ) -> Result<usize, SyncFailure> {
+        let s = &self.shared;
+        let mut new = 0;
+        let mut after_seq = after;
+        let mut pages = 0;
+        let mut response = self.fetch(peer, author, after).await;
+        loop {
+            let page = response.and_then(|r| match r {
+                SyncResponse::Posts { posts, more } => Ok((posts, more)),
+                SyncResponse::Error { message } => Err(SyncFailure::Refused(message)),
+            });
+            let (posts, more) = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(%peer, %author, error = %e, "sync request failed");
+                    // Cut short: keep our position where the posts held put it.
+                    return if pages == 0 { Err(e) } else { Ok(new) };
+                }
+            };
+            pages += 1;
+            // The highest seq in the page (for the next request), read without trust:
+            // the next request only asks for more, it never skips what we lack.
+            let page_max = posts
+                .iter()
+                .filter_map(|b| Post::decode(b).ok())
+                .filter(|p| p.author == author)
+                .map(|p| p.seq)
+                .max();
+            let arrivals = posts
+                .into_iter()
+                .map(|b| Arrival {
+                    bytes: b.into_vec(),
+                    channel: Channel::Sync(author),
+                    from: peer,
+                })
+                .collect();
+            let ingest = self.intake.receive(s, arrivals, Transport::Sync);
+            match page_max {
+                // Ingest this page while the next one is on its way.
+                Some(m) if more && m > after_seq => {
+                    after_seq = m;
+                    let (outcome, next) = futures::join!(ingest, self.fetch(peer, author, m));
+                    new += outcome.stored;
+                    self.ban_all(outcome.to_ban).await;
+                    response = next;
+                }
+                _ => {
+                    let outcome = ingest.await;
+                    new += outcome.stored;
+                    self.ban_all(outcome.to_ban).await;
+                    break;
+                }
+            }
+        }
+        // Everything this source had is in: move our position over what we hold.
+        if let Ok((synced, max)) = s.store.advance_synced_seq(author).await
+            && max > synced
+        {
+            // Posts the source lacks (expired, or never seen): do not ask again and again.
+            let _ = s.store.set_synced_seq(author, max).await;
+        }
+        Ok(new)
+    }
+}

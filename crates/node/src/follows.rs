@@ -1,0 +1,403 @@
+//! Follows and followers.
+//!
+//! - [`Follows`] owns whom we follow (in memory, for the intake) and which follow
+//!   statements are being delivered right now.
+//! - Following is our own signed statement: stored, sent to the followee through an
+//!   outbox retried with backoff until acknowledged, and announced by providing the
+//!   followee's feed key in the DHT (so it works while the followee is offline).
+//! - Followers are the statements we receive, plus those we ask the providers of our
+//!   own feed key for.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use starling_core::records::feed_key;
+use starling_core::{AuthorId, FollowContent, FollowStatement, Handle, Refusal};
+use starling_net::{PeerId, SocialRequest, SocialResponse};
+use tokio::sync::Notify;
+
+use crate::node::{NodeError, NodeEvent};
+use crate::online::Online;
+use crate::view::FollowView;
+
+/// Longest wait between two delivery attempts of a follow statement.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Outbox deliveries at once.
+const OUTBOX_PARALLEL: usize = 8;
+/// Providers of our feed asked for their statement per discovery round.
+const DISCOVER_PER_ROUND: usize = 64;
+
+/// The wait before the next delivery attempt after `attempts` failed ones.
+pub fn backoff(attempts: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempts.min(10))).min(MAX_BACKOFF)
+}
+
+/// Whom we follow, and the outbox's deliveries in flight.
+pub(crate) struct Follows {
+    /// Ordered: rounds over it visit authors in the same order every time.
+    set: RwLock<BTreeSet<AuthorId>>,
+    delivering: Mutex<HashSet<AuthorId>>,
+    /// Wakes the outbox early (a followee came online, a new statement).
+    kick: Notify,
+}
+
+impl Follows {
+    pub(crate) fn new(set: BTreeSet<AuthorId>) -> Self {
+        Self {
+            set: RwLock::new(set),
+            delivering: Mutex::new(HashSet::new()),
+            kick: Notify::new(),
+        }
+    }
+    pub(crate) fn contains(&self, a: &AuthorId) -> bool {
+        self.set.read().expect("follows poisoned").contains(a)
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.set.read().expect("follows poisoned").len()
+    }
+    pub(crate) fn all(&self) -> Vec<AuthorId> {
+        self.set
+            .read()
+            .expect("follows poisoned")
+            .iter()
+            .copied()
+            .collect()
+    }
+    fn set(&self, a: AuthorId, following: bool) {
+        let mut set = self.set.write().expect("follows poisoned");
+        if following {
+            set.insert(a);
+        } else {
+            set.remove(&a);
+        }
+    }
+    /// Marks a delivery to `followee` as started; false when one is running or the
+    /// outbox is at its limit.
+    fn start_delivery(&self, followee: AuthorId) -> bool {
+        let mut d = self.delivering.lock().expect("delivering poisoned");
+        d.len() < OUTBOX_PARALLEL && d.insert(followee)
+    }
+    fn end_delivery(&self, followee: &AuthorId) {
+        self.delivering
+            .lock()
+            .expect("delivering poisoned")
+            .remove(followee);
+        self.kick.notify_one();
+    }
+    /// Wakes the outbox.
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
+    }
+}
+
+impl Online {
+    /// Parses a follow target: a key (`12D3KooW...`) or a handle (`alice`, `@alice`).
+    async fn target(&self, target: &str) -> Result<(AuthorId, Option<String>), NodeError> {
+        let t = target.trim();
+        if let Ok(key) = t.parse::<AuthorId>() {
+            return Ok((key, self.shared.name_of(&key)));
+        }
+        let handle = Handle::parse(t.trim_start_matches('@'))
+            .map_err(|_| NodeError::BadTarget(t.to_string()))?;
+        let key = self.resolve(&handle).await?;
+        Ok((key, Some(handle.to_string())))
+    }
+
+    /// Follows a user by handle or key. Works while they are offline: the statement
+    /// waits in the outbox, and we announce ourselves as a provider of their feed.
+    pub(crate) async fn follow(
+        self: &std::sync::Arc<Self>,
+        target: &str,
+    ) -> Result<FollowView, NodeError> {
+        let s = &self.shared;
+        let (key, handle) = self.target(target).await?;
+        if key == s.me {
+            return Err(NodeError::SelfFollow);
+        }
+        let statement = self.sign_follow(key, true)?;
+        let since = statement.ts.millis();
+        s.store
+            .put_following(statement, handle.clone(), s.clock.now_ms())
+            .await?;
+        s.follows.set(key, true);
+        self.net.subscribe(key).await?;
+        s.follows.kick();
+        // Announce and catch up in the background: neither may block the user.
+        let online = self.clone();
+        s.tasks.spawn(async move {
+            if let Err(e) = online.net.start_providing(feed_key(&key)).await {
+                tracing::debug!(error = %e, "provider record not announced yet");
+            }
+            online.catch_up(key, None).await;
+            if handle.is_none() {
+                online.learn_handle(key).await;
+            }
+        });
+        Ok(FollowView {
+            peer_id: key,
+            handle: s.name_of(&key),
+            fingerprint: key.fingerprint(),
+            since_ms: since,
+            pending: true,
+        })
+    }
+
+    /// Unfollows: a signed unfollow statement (delivered like a follow), no more
+    /// provider announcements, and their posts leave our store.
+    pub(crate) async fn unfollow(&self, target: &str) -> Result<FollowView, NodeError> {
+        let s = &self.shared;
+        let t = target.trim();
+        let key = match t.parse::<AuthorId>() {
+            Ok(k) => k,
+            Err(_) => {
+                let handle = Handle::parse(t.trim_start_matches('@'))
+                    .map_err(|_| NodeError::BadTarget(t.to_string()))?;
+                // Our pin decides who "@handle" is for us; no lookup needed.
+                s.store
+                    .pinned_key(handle.to_string())
+                    .await?
+                    .ok_or_else(|| NodeError::NotFollowing(format!("@{handle}")))?
+            }
+        };
+        if !s.follows.contains(&key) {
+            return Err(NodeError::NotFollowing(
+                s.name_of(&key).map_or(key.to_string(), |h| format!("@{h}")),
+            ));
+        }
+        let statement = self.sign_follow(key, false)?;
+        let since = statement.ts.millis();
+        s.store
+            .put_following(statement, None, s.clock.now_ms())
+            .await?;
+        s.follows.set(key, false);
+        self.net.unsubscribe(key).await?;
+        self.net.stop_providing(feed_key(&key)).await?;
+        s.store.delete_posts_of(key).await?;
+        self.intake.forget(&key);
+        s.follows.kick();
+        Ok(FollowView {
+            peer_id: key,
+            handle: s.name_of(&key),
+            fingerprint: key.fingerprint(),
+            since_ms: since,
+            pending: true,
+        })
+    }
+
+    fn sign_follow(
+        &self,
+        followee: AuthorId,
+        following: bool,
+    ) -> Result<FollowStatement, NodeError> {
+        let s = &self.shared;
+        Ok(FollowStatement::sign(
+            FollowContent {
+                follower: s.me,
+                followee,
+                following,
+                ts: s.clock.stamp(),
+            },
+            &s.identity(),
+        )?)
+    }
+
+    /// Takes a follow statement about us (delivered, or fetched from a provider).
+    /// Returns whether it was new.
+    pub(crate) async fn accept_follower(
+        self: &std::sync::Arc<Self>,
+        st: FollowStatement,
+    ) -> Result<bool, FollowRefusal> {
+        let s = &self.shared;
+        if st.followee != s.me {
+            return Err(FollowRefusal::NotAboutUs);
+        }
+        st.validate()
+            .map_err(|e| FollowRefusal::Invalid(Refusal::BadFollow(e)))?;
+        let new = s.store.put_follower(st.clone(), s.clock.now_ms()).await?;
+        if new && st.following {
+            let online = self.clone();
+            let follower = st.follower;
+            let since_ms = st.ts.millis();
+            s.tasks.spawn(async move {
+                let handle = online.learn_handle(follower).await;
+                online.shared.announce(NodeEvent::Follower(FollowView {
+                    peer_id: follower,
+                    handle,
+                    fingerprint: follower.fingerprint(),
+                    since_ms,
+                    pending: false,
+                }));
+            });
+        }
+        Ok(new)
+    }
+
+    /// Answers a `/starling/social/1` request.
+    pub(crate) async fn answer_social(
+        self: &std::sync::Arc<Self>,
+        peer: PeerId,
+        req: SocialRequest,
+    ) -> SocialResponse {
+        let s = &self.shared;
+        match req {
+            SocialRequest::Follow { statement } => {
+                let accepted = match FollowStatement::decode(&statement) {
+                    Err(e) => Err(FollowRefusal::Invalid(Refusal::BadFollow(e.into()))),
+                    Ok(st) => self.accept_follower(st).await,
+                };
+                match accepted {
+                    Ok(_) => SocialResponse::Accepted,
+                    Err(why) => {
+                        if let FollowRefusal::Invalid(r) = &why {
+                            s.metrics.refused(r, None);
+                        } else {
+                            s.metrics.inc("rejected.bad_follow");
+                        }
+                        tracing::info!(%peer, reason = %why, "refused a follow statement");
+                        SocialResponse::Refused {
+                            reason: why.to_string(),
+                        }
+                    }
+                }
+            }
+            SocialRequest::GetFollow { followee } => match AuthorId::from_slice(&followee) {
+                Err(_) => SocialResponse::Refused {
+                    reason: "not a valid key".into(),
+                },
+                Ok(f) => {
+                    let st = s.store.following_of(f).await.ok().flatten();
+                    SocialResponse::Statement {
+                        statement: st.map(|r| serde_bytes::ByteBuf::from(r.statement.into_bytes())),
+                    }
+                }
+            },
+        }
+    }
+
+    /// Delivers due follow statements, with backoff, until the node stops.
+    pub(crate) async fn run_outbox(self: std::sync::Arc<Self>) {
+        let s = &self.shared;
+        loop {
+            let due = s
+                .store
+                .outbox_due(s.clock.now_ms(), 64)
+                .await
+                .unwrap_or_default();
+            for row in due {
+                let followee = row.statement.followee;
+                if !s.follows.start_delivery(followee) {
+                    continue;
+                }
+                let online = self.clone();
+                s.tasks.spawn(async move {
+                    online.deliver(row.statement, row.attempts).await;
+                    online.shared.follows.end_delivery(&followee);
+                });
+            }
+            tokio::select! {
+                biased;
+                _ = s.follows.kick.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn deliver(&self, st: FollowStatement, attempts: u32) {
+        let s = &self.shared;
+        let followee = st.followee;
+        let ts = st.ts.0;
+        let result = self
+            .net
+            .social(
+                followee.peer_id(),
+                SocialRequest::Follow {
+                    statement: st.as_bytes().to_vec(),
+                },
+            )
+            .await;
+        let now = s.clock.now_ms();
+        match result {
+            Ok(SocialResponse::Accepted) => {
+                tracing::debug!(%followee, "follow statement acknowledged");
+                let _ = s.store.outbox_delivered(followee, ts, now).await;
+            }
+            other => {
+                let error = match other {
+                    Ok(SocialResponse::Refused { reason }) => format!("refused: {reason}"),
+                    Ok(_) => "unexpected answer".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let next = now + backoff(attempts).as_millis() as u64;
+                tracing::debug!(%followee, %error, attempts, "follow statement not delivered; will retry");
+                let _ = s.store.outbox_failed(followee, ts, next, error).await;
+            }
+        }
+    }
+
+    /// Retries at once the statement waiting for `followee`, if any.
+    pub(crate) async fn retry_delivery_to(&self, followee: AuthorId) {
+        if self
+            .shared
+            .store
+            .outbox_retry_now(followee)
+            .await
+            .unwrap_or(false)
+        {
+            self.shared.follows.kick();
+        }
+    }
+
+    /// Asks the providers of our feed key for their follow statements: how we learn
+    /// of followers who followed while we were offline.
+    pub(crate) async fn discover_followers(self: &std::sync::Arc<Self>) {
+        let s = &self.shared;
+        let Ok(providers) = self.net.providers(feed_key(&s.me)).await else {
+            return;
+        };
+        let known: HashSet<AuthorId> = s
+            .store
+            .followers(false)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.statement.follower)
+            .collect();
+        for p in providers.into_iter().take(DISCOVER_PER_ROUND) {
+            let Ok(key) = AuthorId::from_peer_id(&p) else {
+                continue;
+            };
+            if known.contains(&key) {
+                continue;
+            }
+            let req = SocialRequest::GetFollow {
+                followee: s.me.as_bytes().to_vec(),
+            };
+            if let Ok(SocialResponse::Statement {
+                statement: Some(raw),
+            }) = self.net.social(p, req).await
+                && let Ok(st) = FollowStatement::decode(&raw)
+                && st.follower == key
+            {
+                match self.accept_follower(st).await {
+                    Ok(true) => {
+                        tracing::info!(follower = %key, "learned of a follower from the DHT")
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(%p, error = %e, "bad statement from provider"),
+                }
+            }
+        }
+    }
+}
+
+/// Why a follow statement about us was not taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FollowRefusal {
+    #[error("this statement is not about me")]
+    NotAboutUs,
+    #[error(transparent)]
+    Invalid(Refusal),
+    #[error("cannot store it: {0}")]
+    Store(#[from] starling_store::StoreError),
+}

@@ -1,0 +1,230 @@
+//! The intake: the one way a received post enters the node, whatever carried it
+//! (gossip push, sync pull). It runs core's checks ([`starling_core::intake`]),
+//! reads from the store only what they need (the held version of posts at or below
+//! the newest seq held of their author), counts every refusal once by its code,
+//! stores what is fresh in one transaction, announces it, and reports the gaps it
+//! saw so catch-up can fill them.
+//!
+//! It owns the newest seq held per author (`feed_max`), which lets new posts (the
+//! usual case) pass without a database read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use starling_core::{AuthorId, Channel, Intake as Checks, PostRef, Refusal, Verdict};
+use starling_net::PeerId;
+use starling_store::Inserted;
+
+use crate::node::{NodeEvent, Shared};
+
+/// One received post: its bytes, the channel it came on, who handed it to us.
+pub(crate) struct Arrival {
+    pub bytes: Vec<u8>,
+    pub channel: Channel,
+    pub from: PeerId,
+}
+
+/// What became of a batch.
+pub(crate) struct Outcome {
+    /// One per arrival, in order.
+    pub verdicts: Vec<Verdict>,
+    /// Newly stored posts.
+    pub stored: usize,
+    /// Authors whose feed now has a gap (a post beyond the next expected seq), with
+    /// the peer that showed it to us.
+    pub gaps: Vec<(AuthorId, PeerId)>,
+    /// Peers that have earned a ban with this batch.
+    pub to_ban: Vec<PeerId>,
+}
+
+pub(crate) struct Intake {
+    checks: Checks,
+    /// Highest seq stored per followed author, as of our last insert.
+    feed_max: Mutex<HashMap<AuthorId, u64>>,
+}
+
+impl Intake {
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self {
+            checks: Checks::new(shared.config.limits),
+            feed_max: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks, counts, stores and announces a batch. `counter` names the transport
+    /// (`gossip`, `sync`) in the counters.
+    pub(crate) async fn receive(
+        &self,
+        shared: &Shared,
+        batch: Vec<Arrival>,
+        transport: Transport,
+    ) -> Outcome {
+        let now = shared.clock.now_ms();
+        shared.metrics.add(transport.received(), batch.len() as u64);
+        let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(batch.len());
+        let mut screened = Vec::new();
+        for a in &batch {
+            let takes =
+                a.channel.author() != shared.me && shared.follows.contains(&a.channel.author());
+            match self.checks.screen(&a.bytes, a.channel, takes, now) {
+                Ok(post) => {
+                    screened.push(post);
+                    verdicts.push(None);
+                }
+                Err(r) => verdicts.push(Some(Verdict::Refused(r))),
+            }
+        }
+        // Only a post at or below the newest seq held of its author can be a second
+        // version of one we hold; newer ones need no read.
+        let maybe_held: Vec<PostRef> = {
+            let max = self.feed_max.lock().expect("feed_max poisoned");
+            screened
+                .iter()
+                .filter(|p| max.get(&p.author).is_none_or(|m| p.seq <= *m))
+                .map(|p| p.id())
+                .collect()
+        };
+        let held = if maybe_held.is_empty() {
+            Ok(HashMap::new())
+        } else {
+            shared.store.posts_raw(maybe_held).await
+        };
+        let mut settled = match held {
+            Ok(held) => self
+                .checks
+                .settle(screened, |id| held.get(id).map(|v| v.as_slice()))
+                .into_iter(),
+            Err(e) => {
+                // Cannot tell a second version from a new post: take none of them now
+                // (catch-up fetches them again), and blame nobody.
+                tracing::warn!(error = %e, "cannot read held posts; leaving the batch");
+                return Outcome {
+                    verdicts: Vec::new(),
+                    stored: 0,
+                    gaps: Vec::new(),
+                    to_ban: Vec::new(),
+                };
+            }
+        };
+        let verdicts: Vec<Verdict> = verdicts
+            .into_iter()
+            .map(|v| v.unwrap_or_else(|| settled.next().expect("one verdict per screened post")))
+            .collect();
+
+        let mut to_ban = Vec::new();
+        let mut fresh = Vec::new();
+        let mut shown_by: HashMap<AuthorId, PeerId> = HashMap::new();
+        for (a, v) in batch.iter().zip(&verdicts) {
+            match v {
+                Verdict::Refused(why) => {
+                    if shared.metrics.refused(why, Some(a.from)) {
+                        to_ban.push(a.from);
+                    }
+                }
+                Verdict::Duplicate(_) => shared.metrics.inc("received.duplicate"),
+                Verdict::Fresh(p) => {
+                    shown_by.insert(p.author, a.from);
+                    fresh.push(p.clone());
+                }
+            }
+        }
+        let (stored, positions) = self.store(shared, fresh, transport).await;
+        let gaps = positions
+            .into_iter()
+            .filter(|(_, synced, max)| synced < max)
+            .filter_map(|(author, synced, max)| {
+                tracing::debug!(%author, synced, max, "gap in feed");
+                shown_by.get(&author).map(|p| (author, *p))
+            })
+            .collect();
+        Outcome {
+            verdicts,
+            stored,
+            gaps,
+            to_ban,
+        }
+    }
+
+    /// Stores fresh posts of others; announces the new ones. Returns how many were
+    /// new, and the feed positions of their authors (see
+    /// [`starling_store::Store::insert_received`]).
+    async fn store(
+        &self,
+        shared: &Shared,
+        posts: Vec<starling_core::Post>,
+        transport: Transport,
+    ) -> (usize, Vec<(AuthorId, u64, u64)>) {
+        if posts.is_empty() {
+            return (0, Vec::new());
+        }
+        let now = shared.clock.now_ms();
+        let skew = shared.config.limits.max_future_skew_ms;
+        for p in &posts {
+            let _ = shared.clock.observe(p.ts, skew);
+        }
+        let (outcome, positions) = match shared.store.insert_received(posts.clone(), now).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store received posts");
+                return (0, Vec::new());
+            }
+        };
+        {
+            let mut max = self.feed_max.lock().expect("feed_max poisoned");
+            for (author, _, m) in &positions {
+                max.insert(*author, *m);
+            }
+        }
+        let mut new = 0;
+        for (post, result) in posts.iter().zip(outcome) {
+            match result {
+                Inserted::New => {
+                    new += 1;
+                    shared.announce(NodeEvent::Post(shared.view(post)));
+                }
+                Inserted::Duplicate => shared.metrics.inc("received.duplicate"),
+                // Two batches raced with two versions of one post: the store kept
+                // the first; the second is the same refusal the checks give.
+                Inserted::Conflict(_) => {
+                    let why = Refusal::Post(starling_core::PostError::Equivocation {
+                        author: post.author,
+                        seq: post.seq,
+                    });
+                    shared.metrics.refused(&why, None);
+                }
+            }
+        }
+        shared.metrics.add(transport.accepted(), new as u64);
+        (new, positions)
+    }
+
+    /// Forgets what is known of an author (after an unfollow deleted their posts).
+    pub(crate) fn forget(&self, author: &AuthorId) {
+        self.feed_max
+            .lock()
+            .expect("feed_max poisoned")
+            .remove(author);
+    }
+}
+
+/// What carried a batch, for the counters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Transport {
+    Gossip,
+    Sync,
+}
+
+impl Transport {
+    fn received(self) -> &'static str {
+        match self {
+            Transport::Gossip => "gossip.received",
+            Transport::Sync => "sync.received",
+        }
+    }
+    fn accepted(self) -> &'static str {
+        match self {
+            Transport::Gossip => "gossip.accepted",
+            Transport::Sync => "sync.accepted",
+        }
+    }
+}

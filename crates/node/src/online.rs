@@ -1,0 +1,286 @@
+//! The node with a network: [`Online`] owns the [`Net`] handle and the networked
+//! subsystems (intake, handles, catch-up), dispatches [`NetEvent`]s to them, and
+//! runs the periodic maintenance (announcements, follower discovery, reconnection).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use starling_core::records::feed_key;
+use starling_core::{AuthorId, Channel, Post, Verdict};
+use starling_net::{MessageAcceptance, Net, NetEvent, PeerId};
+use tokio::sync::mpsc;
+
+use crate::catchup::CatchUp;
+use crate::handles::Handles;
+use crate::intake::{Arrival, Intake, Transport};
+use crate::metrics::BAN_TIME;
+use crate::node::{NodeError, Shared};
+use crate::view::NetworkStatus;
+
+/// Gossip messages validated together (one batch verification, one transaction).
+const GOSSIP_BATCH: usize = 256;
+/// Followed authors reconnected to per maintenance round.
+const RECONNECT_PER_ROUND: usize = 16;
+
+pub(crate) struct Online {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) net: Net,
+    pub(crate) intake: Intake,
+    pub(crate) handles: Handles,
+    pub(crate) catchup: CatchUp,
+    /// Set once we announced ourselves to the network (at the first connection).
+    announced: AtomicBool,
+    events: std::sync::Mutex<Option<mpsc::Receiver<NetEvent>>>,
+}
+
+impl Online {
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        net: Net,
+        events: mpsc::Receiver<NetEvent>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            intake: Intake::new(&shared),
+            handles: Handles::new(),
+            catchup: CatchUp::default(),
+            announced: AtomicBool::new(false),
+            events: std::sync::Mutex::new(Some(events)),
+            shared,
+            net,
+        })
+    }
+
+    pub(crate) fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// Subscribes to our feed and the followed ones, and starts the loops.
+    pub(crate) async fn run(self: &Arc<Self>) {
+        let s = &self.shared;
+        let _ = self.net.subscribe(s.me).await;
+        for a in s.follows.all() {
+            let _ = self.net.subscribe(a).await;
+        }
+        if let Some(events) = self.events.lock().expect("events poisoned").take() {
+            s.tasks.spawn(self.clone().run_events(events));
+        }
+        s.tasks.spawn(self.clone().run_outbox());
+        s.tasks.spawn(self.clone().run_registration());
+        s.tasks.spawn(self.clone().run_maintenance());
+    }
+
+    /// Pushes a post of ours, just stored, to online followers.
+    pub(crate) async fn push_own(&self, post: &Post) {
+        match self
+            .net
+            .publish(self.shared.me, post.as_bytes().to_vec())
+            .await
+        {
+            Ok(n) => tracing::debug!(seq = post.seq, peers = n, "published"),
+            Err(e) => {
+                tracing::warn!(seq = post.seq, error = %e, "publish failed; followers will pull")
+            }
+        }
+    }
+
+    pub(crate) async fn ban_all(&self, peers: Vec<PeerId>) {
+        for p in peers {
+            let _ = self.net.ban(p, BAN_TIME).await;
+        }
+    }
+
+    async fn run_events(self: Arc<Self>, mut events: mpsc::Receiver<NetEvent>) {
+        let mut backlog: VecDeque<NetEvent> = VecDeque::new();
+        loop {
+            let ev = match backlog.pop_front() {
+                Some(ev) => ev,
+                None => match events.recv().await {
+                    Some(ev) => ev,
+                    None => return,
+                },
+            };
+            match ev {
+                NetEvent::Gossip {
+                    id,
+                    source,
+                    topic_author,
+                    data,
+                } => {
+                    let mut batch = vec![(id, source, topic_author, data)];
+                    // Take whatever else is queued, up to a batch; keep the rest in order.
+                    while batch.len() < GOSSIP_BATCH {
+                        match events.try_recv() {
+                            Ok(NetEvent::Gossip {
+                                id,
+                                source,
+                                topic_author,
+                                data,
+                            }) => batch.push((id, source, topic_author, data)),
+                            Ok(other) => {
+                                backlog.push_back(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_gossip(batch).await;
+                }
+                NetEvent::SyncRequest {
+                    peer,
+                    request,
+                    channel,
+                } => {
+                    let online = self.clone();
+                    self.shared.tasks.spawn(async move {
+                        let response = online.answer_sync(peer, request).await;
+                        let _ = online.net.respond_sync(channel, response).await;
+                    });
+                }
+                NetEvent::SocialRequest {
+                    peer,
+                    request,
+                    channel,
+                } => {
+                    let online = self.clone();
+                    self.shared.tasks.spawn(async move {
+                        let response = online.answer_social(peer, request).await;
+                        let _ = online.net.respond_social(channel, response).await;
+                    });
+                }
+                NetEvent::RecordStored {
+                    key,
+                    value,
+                    expires,
+                } => {
+                    if let Err(e) = self.shared.store.put_dht_record(key, value, expires).await {
+                        tracing::warn!(error = %e, "cannot persist a DHT record");
+                    }
+                }
+                NetEvent::Connected { peer } => self.on_connected(peer).await,
+                NetEvent::Disconnected { .. } => {}
+            }
+        }
+    }
+
+    /// A batch of gossip through the intake; the verdicts go back to gossipsub
+    /// (accepted posts are forwarded), then gaps start catch-ups.
+    async fn on_gossip(
+        self: &Arc<Self>,
+        batch: Vec<(starling_net::MessageId, PeerId, AuthorId, Vec<u8>)>,
+    ) {
+        let mut ids = Vec::with_capacity(batch.len());
+        let arrivals = batch
+            .into_iter()
+            .map(|(id, source, topic_author, data)| {
+                ids.push((id, source));
+                Arrival {
+                    bytes: data,
+                    channel: Channel::Topic(topic_author),
+                    from: source,
+                }
+            })
+            .collect();
+        let outcome = self
+            .intake
+            .receive(&self.shared, arrivals, Transport::Gossip)
+            .await;
+        for (i, (id, source)) in ids.into_iter().enumerate() {
+            let acceptance = match outcome.verdicts.get(i) {
+                Some(Verdict::Refused(why)) if why.is_fault() => MessageAcceptance::Reject,
+                Some(Verdict::Refused(_)) | None => MessageAcceptance::Ignore,
+                Some(_) => MessageAcceptance::Accept,
+            };
+            let _ = self.net.report(id, source, acceptance).await;
+        }
+        self.ban_all(outcome.to_ban).await;
+        // A post beyond the next expected seq shows a gap: catch up on that author.
+        for (author, shown_by) in outcome.gaps {
+            self.spawn_catch_up(author, Some(shown_by));
+        }
+    }
+
+    async fn on_connected(self: &Arc<Self>, peer: PeerId) {
+        self.handles.peer_connected();
+        // Our first peer: announce ourselves and catch up on everything.
+        if !self.announced.swap(true, Ordering::SeqCst) {
+            let online = self.clone();
+            self.shared
+                .tasks
+                .spawn(async move { online.announce_and_catch_up().await });
+        }
+        let Ok(key) = AuthorId::from_peer_id(&peer) else {
+            return;
+        };
+        if self.shared.follows.contains(&key) {
+            // A followed author came (back) online: catch up from them.
+            self.spawn_catch_up(key, Some(peer));
+        }
+        // Deliver any statement still waiting for them.
+        self.retry_delivery_to(key).await;
+    }
+
+    /// After joining: provide the feeds we follow, publish our profile, learn of
+    /// followers, and catch up on every followed author.
+    async fn announce_and_catch_up(self: &Arc<Self>) {
+        let followees = self.shared.follows.all();
+        let catch_up = futures::future::join_all(followees.iter().map(|a| self.catch_up(*a, None)));
+        let provide = async {
+            for a in &followees {
+                if let Err(e) = self.net.start_providing(feed_key(a)).await {
+                    tracing::debug!(author = %a, error = %e, "provider record not announced");
+                }
+            }
+        };
+        futures::join!(
+            catch_up,
+            provide,
+            self.publish_profile(),
+            self.discover_followers()
+        );
+    }
+
+    async fn run_maintenance(self: Arc<Self>) {
+        let every = self.shared.config.maintenance_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut round = 0usize;
+        loop {
+            tick.tick().await;
+            round += 1;
+            // Idle connections are closed by now; give their memory back.
+            crate::sysmem::release_free_memory();
+            if self.handles.profile_behind(self.shared.head_seq()) {
+                self.publish_profile().await;
+            }
+            self.discover_followers().await;
+            // Reconnect to (and catch up with) a few followed authors we lack a
+            // connection to, round robin.
+            let followees = self.shared.follows.all();
+            let n = followees.len().max(1);
+            let start = (round * RECONNECT_PER_ROUND) % n;
+            for a in followees
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(RECONNECT_PER_ROUND.min(followees.len()))
+            {
+                if !self.net.is_connected(a.peer_id()).await.unwrap_or(true) {
+                    self.spawn_catch_up(*a, None);
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn network_status(&self) -> Result<NetworkStatus, NodeError> {
+        let st = self.net.status().await?;
+        Ok(NetworkStatus {
+            listen_addrs: st.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            connected_peers: st.connected_peers.len(),
+            peers: st.connected_peers.iter().map(|p| p.to_string()).collect(),
+            routing_table_size: st.routing_table_size,
+            subscribed_topics: st.subscribed_topics,
+            dht_queries: st.dht_queries,
+            counters: st.counters,
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! The node's background tasks: one set, cancelled together at shutdown, and reaped
+//! as they finish so that short-lived tasks (one per inbound request, catch-up,
+//! delivery) do not pile up until shutdown.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+pub(crate) struct Tasks {
+    cancel: CancellationToken,
+    set: Mutex<JoinSet<()>>,
+}
+
+impl Tasks {
+    /// Runs `fut` until it ends or the node stops.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        let mut set = self.set.lock().expect("tasks poisoned");
+        // Finished tasks leave their slot until joined: join them now.
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {}
+                _ = fut => {}
+            }
+        });
+    }
+
+    /// Tasks still running (or finished and not reaped yet).
+    pub(crate) fn len(&self) -> usize {
+        self.set.lock().expect("tasks poisoned").len()
+    }
+
+    /// The token that stops every task, for loops that watch it themselves.
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Tells every task to stop, without waiting.
+    pub(crate) fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Stops every task and waits until they have ended.
+    pub(crate) async fn stop_and_wait(&self) {
+        self.cancel.cancel();
+        let mut set = std::mem::take(&mut *self.set.lock().expect("tasks poisoned"));
+        while set.join_next().await.is_some() {}
+    }
+}
