@@ -180,12 +180,16 @@ impl EventLoop {
                 peer,
                 request,
                 reply,
-            } => (self.requests).send(swarm, peer, Outbound::Sync(request, reply)),
+            } => self
+                .requests
+                .send(swarm, peer, Outbound::Sync(request, reply)),
             Command::Social {
                 peer,
                 request,
                 reply,
-            } => (self.requests).send(swarm, peer, Outbound::Social(request, reply)),
+            } => self
+                .requests
+                .send(swarm, peer, Outbound::Social(request, reply)),
             Command::RespondSync { channel, response } => {
                 // Fails only if the requester went away meanwhile.
                 let _ = swarm.behaviour_mut().sync.send_response(channel, response);
@@ -197,7 +201,8 @@ impl EventLoop {
                     .send_response(channel, response);
             }
             Command::Ban { peer, duration } => {
-                (self.connections).ban(swarm, &mut self.counters, peer, duration);
+                self.connections
+                    .ban(swarm, &mut self.counters, peer, duration);
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }

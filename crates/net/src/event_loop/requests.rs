@@ -55,7 +55,7 @@ pub(super) struct Requests {
 impl Requests {
     /// Sends a request (the swarm dials the peer as needed).
     pub(super) fn send(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, outbound: Outbound) {
-        self.resend(
+        self.dispatch(
             swarm,
             PendingRequest {
                 peer,
@@ -65,7 +65,7 @@ impl Requests {
         );
     }
 
-    fn resend(&mut self, swarm: &mut Swarm<Behaviour>, req: PendingRequest) {
+    fn dispatch(&mut self, swarm: &mut Swarm<Behaviour>, req: PendingRequest) {
         let b = swarm.behaviour_mut();
         let key = match &req.outbound {
             Outbound::Sync(r, _) => (Proto::Sync, b.sync.send_request(&req.peer, r.clone())),
@@ -77,6 +77,12 @@ impl Requests {
     /// The peers sent requests wait on.
     pub(super) fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
         self.sent.values().map(|r| r.peer)
+    }
+
+    fn on_response<Q: Exchange>(&mut self, id: OutboundRequestId, response: Q::Response) {
+        if let Some(req) = self.sent.remove(&(Q::PROTO, id)) {
+            Q::answer(req.outbound, response);
+        }
     }
 
     /// A request failed. The first time its peer could not be dialed it waits for a
@@ -121,7 +127,7 @@ impl Requests {
             if addrs.is_empty() {
                 req.outbound.fail(NetError::Unreachable(peer));
             } else {
-                self.resend(swarm, req);
+                self.dispatch(swarm, req);
             }
         }
     }
@@ -196,9 +202,7 @@ impl EventLoop {
                         request_id,
                         response,
                     } => {
-                        if let Some(req) = self.requests.sent.remove(&(Q::PROTO, request_id)) {
-                            Q::answer(req.outbound, response);
-                        }
+                        self.requests.on_response::<Q>(request_id, response);
                     }
                 }
             }
