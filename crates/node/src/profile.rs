@@ -280,6 +280,17 @@ pub struct Profile {
 impl Profile {
     /// Creates a new profile: directory (0700), key (0600), API token (0600).
     pub fn create(dir: &Path, handle: &str, now_ms: u64) -> Result<Self, ProfileError> {
+        Self::create_with(dir, handle, Identity::generate(), now_ms)
+    }
+
+    /// Like [`Profile::create`], with a given key pair (the simulator derives its
+    /// nodes' keys from its seed).
+    pub fn create_with(
+        dir: &Path,
+        handle: &str,
+        identity: Identity,
+        now_ms: u64,
+    ) -> Result<Self, ProfileError> {
         let dir = ProfileDir::new(dir);
         let handle = Handle::parse(handle)?;
         if let Ok(existing) = Self::open(dir.path()) {
@@ -295,7 +306,6 @@ impl Profile {
             });
         }
         dir.create()?;
-        let identity = Identity::generate();
         dir.write_key(&identity)?;
         write_private(&dir.token_path(), new_token().as_bytes())?;
         dir.write_profile(&ProfileFile {

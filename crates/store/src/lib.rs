@@ -59,6 +59,10 @@ pub struct StoreConfig {
     pub readers: usize,
     /// Most write jobs merged into one transaction.
     pub max_batch: usize,
+    /// Run every statement on the caller's thread, on one connection, each write in
+    /// a transaction of its own: no writer thread, no blocking pool. For the
+    /// deterministic simulator, where nothing may run beside its one thread.
+    pub inline: bool,
 }
 
 impl Default for StoreConfig {
@@ -67,8 +71,15 @@ impl Default for StoreConfig {
             cache_kib: 2048,
             readers: 2,
             max_batch: 512,
+            inline: false,
         }
     }
+}
+
+/// Where writes run.
+enum Writer {
+    Thread(writer::WriterHandle),
+    Inline(Mutex<Connection>),
 }
 
 /// A handle to the store; cheap to clone.
@@ -80,7 +91,7 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     config: StoreConfig,
-    writer: writer::WriterHandle,
+    writer: Writer,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
 }
@@ -90,7 +101,11 @@ impl Store {
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
         let conn = open_connection(path, &config, false)?;
         migrations::migrate(&conn, path)?;
-        let writer = writer::spawn(conn, config.max_batch)?;
+        let writer = if config.inline {
+            Writer::Inline(Mutex::new(conn))
+        } else {
+            Writer::Thread(writer::spawn(conn, config.max_batch)?)
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -115,7 +130,10 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.run(true, f).await
+        match &self.inner.writer {
+            Writer::Thread(w) => w.run(true, f).await,
+            Writer::Inline(conn) => writer::run_inline(&conn.lock().expect("store poisoned"), f),
+        }
     }
 
     /// Like [`Store::write`], for data that can be fetched again (others' posts): the
@@ -126,7 +144,10 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.run(false, f).await
+        match &self.inner.writer {
+            Writer::Thread(w) => w.run(false, f).await,
+            Writer::Inline(conn) => writer::run_inline(&conn.lock().expect("store poisoned"), f),
+        }
     }
 
     /// Runs `f` on a read connection on a blocking thread.
@@ -135,6 +156,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        if let Writer::Inline(conn) = &self.inner.writer {
+            return f(&conn.lock().expect("store poisoned"));
+        }
         let _permit = self
             .inner
             .read_permits
@@ -174,7 +198,9 @@ impl Store {
 
     /// Waits until every write queued so far is committed, then stops the writer.
     pub async fn close(&self) {
-        self.inner.writer.close().await;
+        if let Writer::Thread(w) = &self.inner.writer {
+            w.close().await;
+        }
     }
 
     /// Reads a meta value.

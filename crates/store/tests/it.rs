@@ -297,3 +297,45 @@ async fn dht_records_survive_and_expire() {
         vec![(b"k1".to_vec(), b"v1".to_vec(), NOW + 10)]
     );
 }
+
+#[tokio::test]
+async fn inline_mode_gives_the_same_answers_and_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("starling.db");
+    let inline = StoreConfig {
+        inline: true,
+        ..StoreConfig::default()
+    };
+    let a = Identity::from_secret_bytes([1; 32]);
+    let p1 = post(&a, 1, NOW, HOUR, "one");
+    let p1b = post(&a, 1, NOW, HOUR, "another one");
+    let p3 = post(&a, 3, NOW + 1, HOUR, "three");
+    let store = Store::open(&path, inline.clone()).unwrap();
+    let r = store
+        .insert_posts(vec![p1.clone(), p1.clone(), p1b], NOW)
+        .await
+        .unwrap();
+    assert_eq!(r[0], Inserted::New);
+    assert_eq!(r[1], Inserted::Duplicate);
+    assert_eq!(r[2], Inserted::Conflict(Box::new(p1.clone())));
+    store.insert_posts(vec![p3.clone()], NOW).await.unwrap();
+    let after = store.posts_after(a.author(), 1, NOW, 10).await.unwrap();
+    assert_eq!(after, vec![p3.clone()]);
+    store.close().await;
+    drop(store);
+    // What the inline store committed, the threaded one reads, and the other way.
+    let threaded = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(threaded.post(a.author(), 1).await.unwrap(), Some(p1));
+    assert_eq!(threaded.post_counts(NOW).await.unwrap(), (2, 2));
+    threaded.close().await;
+    drop(threaded);
+    let again = Store::open(&path, inline).unwrap();
+    assert_eq!(
+        again
+            .posts_after(a.author(), 0, NOW, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
