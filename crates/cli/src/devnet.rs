@@ -4,17 +4,17 @@
 //! prints each node's web UI link. Ctrl-C (or SIGTERM) stops every node; the nodes
 //! also stop by themselves if this process dies (their standard input closes).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 use serde_json::{Value, json};
-use starling_node::Profile;
-use tokio::process::{Child, ChildStdin, Command};
+use starling_node::{Profile, ProfileDir};
 
 use crate::args::DevnetArgs;
+use crate::kit::{Daemon, wait_for};
 
 const NAMES: &[&str] = &[
     "alice",
@@ -49,14 +49,7 @@ fn name(i: usize) -> String {
 
 struct DevNode {
     name: String,
-    dir: PathBuf,
-    child: Child,
-    /// Held open: when it closes (we exit, however), the node stops.
-    _stdin: Option<ChildStdin>,
-    url: String,
-    token: String,
-    peer_id: String,
-    http: reqwest::Client,
+    daemon: Daemon,
 }
 
 #[derive(Serialize)]
@@ -68,30 +61,6 @@ struct NodeInfo {
     data_dir: String,
 }
 
-impl DevNode {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{}: {} {}", self.name, status, v["error"]["message"]);
-        }
-        Ok(v)
-    }
-}
-
 async fn start_node(
     exe: &Path,
     name: &str,
@@ -99,92 +68,38 @@ async fn start_node(
     ttl: Duration,
     bootstrap: Option<&str>,
 ) -> anyhow::Result<DevNode> {
-    let profile = Profile::open_or_create(dir, name, starling_node::clock::system_ms())?;
-    let log = std::fs::File::create(dir.join("daemon.log"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .args([
-            "up",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ])
-        .args([
-            "--dht-refresh",
-            "off",
-            "--stop-on-stdin-eof",
-            "--maintenance-interval",
-            "10s",
-        ])
-        .arg("--post-ttl")
-        .arg(humantime::format_duration(ttl).to_string());
+    let dir = ProfileDir::new(dir);
+    Profile::open_or_create(dir.path(), name, starling_node::clock::system_ms())?;
+    let ttl = humantime::format_duration(ttl).to_string();
+    let mut args = vec!["--maintenance-interval", "10s", "--post-ttl", &ttl];
     if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
+        args.extend(["--bootstrap", b]);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", exe.display()))?;
-    let stdin = child.stdin.take();
-    let pid = child.id().unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = loop {
-        if let Some(e) = profile.dir.endpoint().filter(|e| e.pid == pid) {
-            break e.url;
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "{name} exited ({status}); see {}",
-                dir.join("daemon.log").display()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{name} did not start within 30 s; see {}",
-                dir.join("daemon.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let daemon = Daemon::start(Command::new(exe), &dir, &args)
+        .await
+        .with_context(|| format!("{name} did not start"))?;
     Ok(DevNode {
         name: name.to_string(),
-        dir: dir.to_path_buf(),
-        child,
-        _stdin: stdin,
-        url,
-        token: profile.dir.token()?,
-        peer_id: profile.identity.author().to_string(),
-        http: reqwest::Client::builder().no_proxy().build()?,
+        daemon,
     })
 }
 
-/// Polls until `check` holds for every node, or fails after `limit`.
+/// Waits until `check` holds for the answer of every node to `GET path`.
 async fn wait_all(
     nodes: &[DevNode],
     what: &str,
-    limit: Duration,
-    check: impl Fn(&Value) -> bool,
     path: &str,
+    check: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    for n in nodes {
-        loop {
-            if let Ok(v) = n.call(reqwest::Method::GET, path, None).await
-                && check(&v)
-            {
-                break;
+    wait_for(Duration::from_secs(60), what, || async {
+        for n in nodes {
+            if !n.daemon.get(path).await.is_ok_and(|v| check(&v)) {
+                return false;
             }
-            if Instant::now() > deadline {
-                bail!("{}: timed out waiting for {what}", n.name);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
+        true
+    })
+    .await?;
     Ok(())
 }
 
@@ -203,11 +118,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     eprintln!("starting {count} nodes in {} ...", base.display());
     let mut nodes = Vec::with_capacity(count);
     let first = start_node(&exe, &name(0), &base.join(name(0)), args.post_ttl, None).await?;
-    let boot = first.call(reqwest::Method::GET, "/status", None).await?["network"]["listen_addrs"]
-        [0]
-    .as_str()
-    .context("the first node has no listen address")?
-    .to_string();
+    let boot = first.daemon.bootstrap_addr().await?;
     nodes.push(first);
     let rest = futures::future::join_all((1..count).map(|i| {
         let (exe, base, boot) = (&exe, &base, &boot);
@@ -230,32 +141,25 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     if count > 1 {
         wait_all(
             &nodes,
-            "its handle to be registered",
-            Duration::from_secs(60),
-            |v| v["handle_state"]["state"] == "registered",
+            "every node's handle to be registered",
             "/whoami",
+            |v| v["handle_state"]["state"] == "registered",
         )
         .await?;
         for a in &nodes {
             for b in &nodes {
-                if a.peer_id != b.peer_id {
-                    a.call(
-                        reqwest::Method::POST,
-                        "/follow",
-                        Some(json!({ "target": b.name })),
-                    )
-                    .await?;
+                if a.name != b.name {
+                    a.daemon
+                        .post("/follow", &json!({ "target": b.name }))
+                        .await
+                        .with_context(|| format!("{} following {}", a.name, b.name))?;
                 }
             }
         }
         let want = (count - 1) as u64;
-        wait_all(
-            &nodes,
-            "its followers",
-            Duration::from_secs(60),
-            |v| v["followers"].as_u64() == Some(want),
-            "/status",
-        )
+        wait_all(&nodes, "every node's followers", "/status", |v| {
+            v["followers"].as_u64() == Some(want)
+        })
         .await?;
     }
     if !args.quiet {
@@ -265,12 +169,10 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
                 n.name,
                 humantime::format_duration(args.post_ttl)
             );
-            n.call(
-                reqwest::Method::POST,
-                "/posts",
-                Some(json!({ "body": text })),
-            )
-            .await?;
+            n.daemon
+                .post("/posts", &json!({ "body": text }))
+                .await
+                .with_context(|| format!("{} posting", n.name))?;
         }
     }
 
@@ -278,10 +180,10 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| NodeInfo {
             name: n.name.clone(),
-            web_ui: format!("{}/login?token={}", n.url, n.token),
-            api: format!("{}/api/v1", n.url),
-            peer_id: n.peer_id.clone(),
-            data_dir: n.dir.display().to_string(),
+            web_ui: format!("{}/login?token={}", n.daemon.url(), n.daemon.token()),
+            api: format!("{}/api/v1", n.daemon.url()),
+            peer_id: n.daemon.author().to_string(),
+            data_dir: n.daemon.dir().display().to_string(),
         })
         .collect();
     println!(
@@ -316,21 +218,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         name = watch(&mut nodes) => format!("{name} exited unexpectedly; stopping the others"),
     };
     eprintln!("{reason} ...");
-    for n in &nodes {
-        if let Some(pid) = n.child.id()
-            && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-    }
-    for n in &mut nodes {
-        if tokio::time::timeout(Duration::from_secs(10), n.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = n.child.kill().await;
-        }
-    }
+    futures::future::join_all(nodes.into_iter().map(|n| n.daemon.stop())).await;
     eprintln!("devnet stopped");
     Ok(())
 }
@@ -338,7 +226,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
 async fn watch(nodes: &mut [DevNode]) -> String {
     loop {
         for n in nodes.iter_mut() {
-            if let Ok(Some(_)) = n.child.try_wait() {
+            if n.daemon.exited().is_some() {
                 return n.name.clone();
             }
         }

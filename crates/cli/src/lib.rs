@@ -5,13 +5,16 @@
 //!
 //! Layout: `args` (flags), `settings` (flags + config file), `daemon` (`up`), `api`
 //! (HTTP API and OpenAPI document), `web` (web UI), `client` (HTTP client of the other
-//! commands), `output` (text for people), `shell` (the menu), `devnet` (local network).
+//! commands), `output` (text for people), `shell` (the menu), `devnet` (local network),
+//! and [`kit`]: starting daemons, calling them and waiting on them, for devnet, the
+//! benchmark harness and the end-to-end tests.
 
 mod api;
 mod args;
 mod client;
 mod daemon;
 mod devnet;
+pub mod kit;
 mod output;
 mod settings;
 mod shell;

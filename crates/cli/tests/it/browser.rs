@@ -3,27 +3,20 @@
 //! `target/screenshots/`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::harness::{Devnet, wait_for};
+use crate::harness::{Devnet, Process, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Chromedriver {
-    child: Child,
+    _process: Process,
     port: u16,
     _profiles: tempfile::TempDir,
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -42,15 +35,16 @@ async fn chromedriver() -> Chromedriver {
             "chromedriver is not installed (Debian package chromium-driver; .ci/run installs it)",
         );
     let port = free_port();
-    let child = Command::new(exe)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
+    let process = Process::spawn(
+        Command::new(exe)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("start chromedriver");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/status");
-    wait_for("chromedriver", WAIT, || {
+    wait_for(WAIT, "chromedriver", || {
         let (http, url) = (http.clone(), url.clone());
         async move {
             http.get(url)
@@ -60,9 +54,10 @@ async fn chromedriver() -> Chromedriver {
                 .filter(|r| r.status().is_success())
         }
     })
-    .await;
+    .await
+    .unwrap();
     Chromedriver {
-        child,
+        _process: process,
         port,
         _profiles: tempfile::tempdir().unwrap(),
     }
@@ -112,14 +107,15 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
 }
 
 async fn wait_text(c: &Client, css: &str, needle: &str) {
-    wait_for(&format!("{css} to show {needle:?}"), WAIT, || async {
+    wait_for(WAIT, &format!("{css} to show {needle:?}"), || async {
         texts(c, css)
             .await
             .iter()
             .any(|t| t.contains(needle))
             .then_some(())
     })
-    .await;
+    .await
+    .unwrap();
 }
 
 async fn post_in_ui(c: &Client, text: &str) {
@@ -137,7 +133,7 @@ async fn post_in_ui(c: &Client, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
-    let mut devnet = Devnet::start(&["--nodes", "3", "--post-ttl", "12s"]);
+    let devnet = Devnet::start(&["--nodes", "3", "--post-ttl", "12s"]);
     let (alice, bob, carol) = (
         devnet.node("alice").clone(),
         devnet.node("bob").clone(),
@@ -180,18 +176,20 @@ async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
         "#following li[data-peer='{}'] .unfollow-button",
         alice.peer_id
     );
-    wait_for("alice in bob's following list", WAIT, || async {
+    wait_for(WAIT, "alice in bob's following list", || async {
         b.find(Locator::Css(&row)).await.ok()
     })
     .await
+    .unwrap()
     .click()
     .await
     .unwrap();
     wait_text(&b, "#follow-message", "No longer following @alice").await;
-    wait_for("alice to leave bob's list", WAIT, || async {
+    wait_for(WAIT, "alice to leave bob's list", || async {
         b.find(Locator::Css(&row)).await.is_err().then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     shot(&b, "03-bob-people.png").await;
 
     // alice's next post reaches carol but not bob.
@@ -201,16 +199,17 @@ async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
     wait_text(&b, "#live", "live").await;
     post_in_ui(&a, "Posted after bob unfollowed").await;
     let carol_api = carol.client();
-    wait_for("carol to receive it", WAIT, || async {
-        let (_, tl) = carol_api.get("/api/v1/timeline").await.ok()?;
+    wait_for(WAIT, "carol to receive it", || async {
+        let tl: serde_json::Value = carol_api.get("/timeline").await.ok()?;
         tl["posts"]
             .as_array()?
             .iter()
             .any(|p| p["body"] == "Posted after bob unfollowed")
             .then_some(())
     })
-    .await;
-    let (_, bob_tl) = bob.client().get("/api/v1/timeline").await.unwrap();
+    .await
+    .unwrap();
+    let bob_tl: serde_json::Value = bob.client().get("/timeline").await.unwrap();
     assert!(
         !bob_tl.to_string().contains("Posted after bob unfollowed"),
         "bob unfollowed alice but got her post"
@@ -248,8 +247,8 @@ async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
         .await
         .unwrap();
     let button = wait_for(
-        "an expired post in alice's archive",
         Duration::from_secs(60),
+        "an expired post in alice's archive",
         || async {
             if let Ok(b) = a.find(Locator::Css("#archive .repost-button")).await {
                 return Some(b);
@@ -264,7 +263,8 @@ async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
             None
         },
     )
-    .await;
+    .await
+    .unwrap();
     shot(&a, "05-alice-archive.png").await;
     button.click().await.unwrap();
     wait_text(&a, "#archive-message", "Reposted #").await;
@@ -284,5 +284,5 @@ async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
 
     a.close().await.unwrap();
     b.close().await.unwrap();
-    assert!(devnet.stop().success());
+    assert!(devnet.stop().await.success());
 }

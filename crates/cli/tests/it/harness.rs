@@ -1,28 +1,24 @@
-//! Test harness: profiles in temporary directories, daemons as child processes that
-//! are always stopped, HTTP calls to their API, and deadline-bounded waits.
+//! Test harness: profiles in temporary directories, `starling` commands run to
+//! completion, and daemons and devnets as child processes, started and stopped
+//! through `starling_cli::kit` (which also provides `wait_for`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::Value;
+pub use starling_cli::kit::{Client, Daemon, Process, wait_for};
+use starling_node::ProfileDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
-/// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The `starling` binary, untouched by the caller's profile variables.
+fn starling() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("STARLING_DATA_DIR")
+        .env_remove("STARLING_PROFILE");
+    c
 }
 
 /// One user's profile in its own temporary directory.
@@ -51,10 +47,8 @@ impl Profile {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = starling();
         c.arg("--data-dir").arg(&self.dir);
-        c.env_remove("STARLING_DATA_DIR")
-            .env_remove("STARLING_PROFILE");
         c
     }
 
@@ -81,60 +75,17 @@ impl Profile {
     }
 
     /// Starts `starling up` on free loopback ports (API and peer-to-peer) and waits
-    /// until its API answers.
+    /// until its API answers. `STARLING_TEST_LOG` sets its `RUST_LOG`.
     pub async fn up(&self, extra: &[&str]) -> Daemon {
-        let log = self.dir.join("daemon.log");
-        let mut args = vec!["up", "--api-addr", "127.0.0.1:0"];
-        if !extra.contains(&"--offline") {
-            args.extend(["--listen", "/ip4/127.0.0.1/tcp/0", "--dht-refresh", "off"]);
-        }
-        let child = self
-            .command()
-            .args(&args)
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("STARLING_TEST_LOG")
-                    .unwrap_or_else(|_| "info,starling_node=debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(self.dir.join("daemon.err")).unwrap())
-            .spawn()
-            .expect("spawn starling up");
-        let mut d = Daemon {
-            child,
-            url: String::new(),
-            token: std::fs::read_to_string(self.dir.join("api.token"))
-                .unwrap()
-                .trim()
-                .to_string(),
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        };
-        let dir = self.dir.clone();
-        let pid = d.child.id();
-        d.url = wait_for("the daemon's api.json", Duration::from_secs(30), || {
-            let dir = dir.clone();
-            async move {
-                let v: Value =
-                    serde_json::from_slice(&std::fs::read(dir.join("api.json")).ok()?).ok()?;
-                (v["pid"].as_u64()? == pid as u64).then(|| v["url"].as_str().unwrap().to_string())
-            }
-        })
-        .await;
-        let probe = d.clone_client();
-        wait_for("the API to answer", Duration::from_secs(30), || {
-            let probe = probe.clone();
-            async move {
-                probe
-                    .get("/api/v1/whoami")
-                    .await
-                    .ok()
-                    .filter(|(s, _)| *s == 200)
-            }
-        })
-        .await;
-        d
+        let mut cmd = starling();
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("STARLING_TEST_LOG")
+                .unwrap_or_else(|_| "info,starling_node=debug".into()),
+        );
+        Daemon::start(cmd, &ProfileDir::new(&self.dir), extra)
+            .await
+            .unwrap()
     }
 }
 
@@ -146,136 +97,46 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A running daemon; killed when dropped, whatever happened.
-pub struct Daemon {
-    pub child: Child,
-    pub url: String,
-    pub token: String,
-    pub http: reqwest::Client,
+/// `GET path`: the status and body of the answer, whatever the status.
+pub async fn get_raw(d: &Daemon, path: &str) -> (u16, Value) {
+    d.raw(Method::GET, path, None).await.unwrap()
 }
 
-/// Just what is needed to call the API, cloneable into tasks.
-#[derive(Clone)]
-pub struct Api {
-    pub url: String,
-    pub token: String,
-    pub http: reqwest::Client,
+/// `POST path`: the status and body of the answer, whatever the status.
+pub async fn post_raw(d: &Daemon, path: &str, body: &Value) -> (u16, Value) {
+    d.raw(Method::POST, path, Some(body)).await.unwrap()
 }
 
-impl Api {
-    pub async fn get(&self, path: &str) -> reqwest::Result<(u16, Value)> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        let s = r.status().as_u16();
-        Ok((s, r.json().await.unwrap_or(Value::Null)))
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Result<(u16, Value)> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        let s = r.status().as_u16();
-        Ok((s, r.json().await.unwrap_or(Value::Null)))
-    }
+/// `GET /status`.
+pub async fn status(d: &Daemon) -> Value {
+    d.get("/status").await.unwrap()
 }
 
-impl Daemon {
-    pub fn clone_client(&self) -> Api {
-        Api {
-            url: self.url.clone(),
-            token: self.token.clone(),
-            http: self.http.clone(),
-        }
-    }
+/// An address other nodes can bootstrap from.
+pub async fn addr(d: &Daemon) -> String {
+    d.bootstrap_addr().await.unwrap()
+}
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.clone_client().get(path).await.expect("API reachable")
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.clone_client()
-            .post(path, body)
+/// `(author, seq, body)` of the whole timeline, newest first.
+pub async fn timeline(d: &Daemon) -> Vec<(String, u64, String)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = d
+            .get(&format!("/timeline?limit=500&before={cursor}"))
             .await
-            .expect("API reachable")
-    }
-
-    pub async fn status(&self) -> Value {
-        let (s, v) = self.get("/api/v1/status").await;
-        assert_eq!(s, 200, "{v}");
-        v
-    }
-
-    /// An address other nodes can bootstrap from.
-    pub async fn addr(&self) -> String {
-        self.status().await["network"]["listen_addrs"][0]
-            .as_str()
-            .expect("a listen address")
-            .to_string()
-    }
-
-    pub async fn peer_id(&self) -> String {
-        self.status().await["peer_id"].as_str().unwrap().to_string()
-    }
-
-    /// `(author, seq, body)` of the whole timeline, newest first.
-    pub async fn timeline(&self) -> Vec<(String, u64, String)> {
-        let mut out = Vec::new();
-        let mut cursor = String::new();
-        loop {
-            let (s, page) = self
-                .get(&format!("/api/v1/timeline?limit=500&before={cursor}"))
-                .await;
-            assert_eq!(s, 200, "{page}");
-            for p in page["posts"].as_array().unwrap() {
-                out.push((
-                    p["author"].as_str().unwrap().to_string(),
-                    p["seq"].as_u64().unwrap(),
-                    p["body"].as_str().unwrap().to_string(),
-                ));
-            }
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = c.to_string(),
-                None => return out,
-            }
+            .unwrap();
+        for p in page["posts"].as_array().unwrap() {
+            out.push((
+                p["author"].as_str().unwrap().to_string(),
+                p["seq"].as_u64().unwrap(),
+                p["body"].as_str().unwrap().to_string(),
+            ));
         }
-    }
-
-    /// SIGKILL, no chance to clean up.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then waits for a clean exit (SIGKILL after the deadline).
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                self.kill9();
-                panic!("daemon did not stop within 15 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return out,
         }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -295,22 +156,15 @@ impl DevnetNode {
         self.api.trim_end_matches("/api/v1").to_string()
     }
 
-    pub fn client(&self) -> Api {
-        let token = std::fs::read_to_string(std::path::Path::new(&self.data_dir).join("api.token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Api {
-            url: self.origin(),
-            token,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        }
+    pub fn client(&self) -> Client {
+        Client::for_profile(&ProfileDir::new(&self.data_dir)).unwrap()
     }
 }
 
-/// `starling devnet` as a child process; stopped (SIGTERM, then SIGKILL) when dropped.
+/// `starling devnet` as a child process; stopped when dropped (its nodes stop by
+/// themselves when it does).
 pub struct Devnet {
-    child: Child,
+    process: Process,
     pub nodes: Vec<DevnetNode>,
     _tmp: tempfile::TempDir,
 }
@@ -319,18 +173,18 @@ impl Devnet {
     pub fn start(args: &[&str]) -> Self {
         use std::io::BufRead;
         let tmp = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .arg("devnet")
-            .arg("--dir")
-            .arg(tmp.path())
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(tmp.path().join("devnet.err")).unwrap())
-            .spawn()
-            .expect("spawn starling devnet");
-        let stdout = child.stdout.take().unwrap();
+        let mut process = Process::spawn(
+            starling()
+                .arg("devnet")
+                .arg("--dir")
+                .arg(tmp.path())
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(tmp.path().join("devnet.err")).unwrap()),
+        )
+        .expect("spawn starling devnet");
+        let stdout = process.take_stdout().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout)
@@ -342,22 +196,20 @@ impl Devnet {
                 }
             }
         });
-        let mut devnet = Self {
-            child,
-            nodes: Vec::new(),
-            _tmp: tmp,
-        };
         let json = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(j) => j,
             Err(_) => {
-                let err = std::fs::read_to_string(devnet._tmp.path().join("devnet.err"))
-                    .unwrap_or_default();
+                let err =
+                    std::fs::read_to_string(tmp.path().join("devnet.err")).unwrap_or_default();
                 panic!("devnet did not come up within 120 s: {err}");
             }
         };
         let v: Value = serde_json::from_str(&json).unwrap();
-        devnet.nodes = serde_json::from_value(v["nodes"].clone()).unwrap();
-        devnet
+        Self {
+            process,
+            nodes: serde_json::from_value(v["nodes"].clone()).unwrap(),
+            _tmp: tmp,
+        }
     }
 
     pub fn node(&self, name: &str) -> &DevnetNode {
@@ -365,25 +217,7 @@ impl Devnet {
     }
 
     /// SIGTERM; waits for every node to stop.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "devnet did not stop within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        // Its nodes stop by themselves when it dies (their stdin closes).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub async fn stop(self) -> std::process::ExitStatus {
+        self.process.stop(Duration::from_secs(30)).await.unwrap()
     }
 }

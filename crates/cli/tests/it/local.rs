@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Profile, stderr, stdout, wait_for};
+use crate::harness::{Profile, get_raw, post_raw, stderr, stdout, wait_for};
+use reqwest::Method;
+use starling_node::ProfileDir;
 
 fn bodies(page: &Value) -> Vec<String> {
     page["posts"]
@@ -19,7 +21,7 @@ fn bodies(page: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_timeline_expiry_archive_and_repost() {
     let alice = Profile::init("alice");
-    let mut daemon = alice.up(&["--post-ttl", "2s", "--gc-interval", "1s"]).await;
+    let daemon = alice.up(&["--post-ttl", "2s", "--gc-interval", "1s"]).await;
 
     for text in ["first", "second", "third"] {
         let out = alice.cli(&["post", text]);
@@ -49,12 +51,13 @@ async fn post_timeline_expiry_archive_and_repost() {
     assert_eq!(bodies(&page2), ["first"]);
 
     // After the 2 s lifetime the posts leave the timeline and fill the archive.
-    wait_for("posts to expire", Duration::from_secs(20), || async {
+    wait_for(Duration::from_secs(20), "posts to expire", || async {
         bodies(&alice.cli_json(&["timeline"]))
             .is_empty()
             .then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     let archive = alice.cli_json(&["archive"]);
     assert_eq!(bodies(&archive), ["third", "second", "first"]);
     assert!(stdout(&alice.cli(&["archive"])).contains("starling repost 1"));
@@ -91,7 +94,7 @@ async fn post_timeline_expiry_archive_and_repost() {
     let who = alice.cli_json(&["whoami"]);
     assert!(who["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
 
-    assert!(daemon.stop().success());
+    assert!(daemon.stop().await.unwrap().success());
     // Stopped cleanly: the endpoint file is gone and clients say so.
     let out = alice.cli(&["timeline"]);
     assert!(!out.status.success());
@@ -105,8 +108,8 @@ async fn post_timeline_expiry_archive_and_repost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_posts_survive_kill_9() {
     let alice = Profile::init("alice");
-    let mut daemon = alice.up(&[]).await;
-    let api = daemon.clone_client();
+    let daemon = alice.up(&[]).await;
+    let api = daemon.client().clone();
 
     // 500 posts, 10 in flight at a time (so the writer batches them), each
     // acknowledged before the next of its lane.
@@ -116,13 +119,8 @@ async fn acknowledged_posts_survive_kill_9() {
         lanes.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0..50 {
-                let (s, v) = api
-                    .post(
-                        "/api/v1/posts",
-                        &json!({ "body": format!("post {lane}-{i}") }),
-                    )
-                    .await
-                    .unwrap();
+                let body = json!({ "body": format!("post {lane}-{i}") });
+                let (s, v) = api.raw(Method::POST, "/posts", Some(&body)).await.unwrap();
                 assert_eq!(s, 201, "{v}");
                 acked.push(v["seq"].as_u64().unwrap());
             }
@@ -133,12 +131,12 @@ async fn acknowledged_posts_survive_kill_9() {
     for l in lanes {
         acked.extend(l.await.unwrap());
     }
-    daemon.kill9(); // right after the last acknowledgement
+    daemon.kill(); // right after the last acknowledgement
     acked.sort();
     assert_eq!(acked, (1..=500).collect::<Vec<u64>>());
 
     // The database on disk: sound, and holding all 500.
-    let db = rusqlite::Connection::open(alice.dir.join("starling.db")).unwrap();
+    let db = rusqlite::Connection::open(ProfileDir::new(&alice.dir).db_path()).unwrap();
     let check: String = db
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -151,20 +149,19 @@ async fn acknowledged_posts_survive_kill_9() {
 
     // Restarted, the node serves them all and continues the sequence.
     let daemon = alice.up(&[]).await;
-    let (_, st) = daemon.get("/api/v1/status").await;
+    let st = daemon.get("/status").await.unwrap();
     assert_eq!(st["posts_stored"], 500);
     assert_eq!(st["head_seq"], 500);
-    let (s, p) = daemon
-        .post("/api/v1/posts", &json!({ "body": "after the crash" }))
-        .await;
+    let (s, p) = post_raw(&daemon, "/posts", &json!({ "body": "after the crash" })).await;
     assert_eq!(s, 201);
     assert_eq!(p["seq"], 501);
     let mut seen = 0;
     let mut cursor = String::new();
     loop {
-        let (_, page) = daemon
-            .get(&format!("/api/v1/timeline?limit=200&before={cursor}"))
-            .await;
+        let page = daemon
+            .get(&format!("/timeline?limit=200&before={cursor}"))
+            .await
+            .unwrap();
         seen += page["posts"].as_array().unwrap().len();
         match page["next_cursor"].as_str() {
             Some(c) => cursor = c.to_string(),
@@ -236,18 +233,16 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
         "{}",
         stderr(&out)
     );
-    let (s, v) = daemon.post("/api/v1/posts", &json!({"body": "   "})).await;
+    let (s, v) = post_raw(&daemon, "/posts", &json!({"body": "   "})).await;
     assert_eq!((s, v["error"]["code"].as_str()), (422, Some("empty_body")));
-    let (s, v) = daemon
-        .post("/api/v1/posts", &json!({"body": "é".repeat(281)}))
-        .await;
+    let (s, v) = post_raw(&daemon, "/posts", &json!({"body": "é".repeat(281)})).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (422, Some("body_too_long"))
     );
 
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = |p: &str| format!("{}{p}", daemon.url);
+    let url = |p: &str| format!("{}{p}", daemon.url());
     // Missing and wrong tokens.
     let r = http
         .post(url("/api/v1/posts"))
@@ -273,7 +268,7 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
     // A foreign Host header (DNS rebinding), even with the token.
     let r = http
         .get(url("/api/v1/whoami"))
-        .bearer_auth(&daemon.token)
+        .bearer_auth(daemon.token())
         .header("Host", "evil.example:80")
         .send()
         .await
@@ -287,7 +282,7 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
     ] {
         let r = http
             .post(url("/api/v1/posts"))
-            .bearer_auth(&daemon.token)
+            .bearer_auth(daemon.token())
             .header("Content-Type", ctype)
             .body(body)
             .send()
@@ -300,7 +295,7 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
     }
     let r = http
         .post(url("/api/v1/posts"))
-        .bearer_auth(&daemon.token)
+        .bearer_auth(daemon.token())
         .header("Content-Type", "application/json")
         .body(format!("{{\"body\": \"{}\"}}", "a".repeat(100_000)))
         .send()
@@ -308,7 +303,7 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
         .unwrap();
     assert_eq!(r.status(), 413);
     // Bad paging parameters and an unknown route.
-    let (s, v) = daemon.get("/api/v1/timeline?before=garbage").await;
+    let (s, v) = get_raw(&daemon, "/timeline?before=garbage").await;
     assert_eq!(s, 400);
     assert!(
         v["error"]["message"]
@@ -316,19 +311,17 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
             .unwrap()
             .contains("invalid cursor")
     );
-    let (s, _) = daemon.get("/api/v1/timeline?limit=0").await;
+    let (s, _) = get_raw(&daemon, "/timeline?limit=0").await;
     assert_eq!(s, 400);
-    let (s, _) = daemon.get("/api/v1/timeline?limit=abc").await;
+    let (s, _) = get_raw(&daemon, "/timeline?limit=abc").await;
     assert_eq!(s, 400);
-    let (s, _) = daemon.post("/api/v1/archive/abc/repost", &json!({})).await;
+    let (s, _) = post_raw(&daemon, "/archive/abc/repost", &json!({})).await;
     assert_eq!(s, 400);
-    let (s, _) = daemon.get("/api/v1/nope").await;
+    let (s, _) = get_raw(&daemon, "/nope").await;
     assert_eq!(s, 404);
 
     // Through all of it the daemon kept serving.
-    let (s, p) = daemon
-        .post("/api/v1/posts", &json!({"body": "still here"}))
-        .await;
+    let (s, p) = post_raw(&daemon, "/posts", &json!({"body": "still here"})).await;
     assert_eq!(s, 201, "{p}");
     assert_eq!(p["seq"], 1);
     assert_eq!(bodies(&alice.cli_json(&["timeline"])), ["still here"]);

@@ -10,7 +10,7 @@ use starling_net::{
     MessageAcceptance, Net, NetConfig, NetEvent, SocialResponse, SyncRequest, SyncResponse,
 };
 
-use crate::harness::{Profile, wait_for};
+use crate::harness::{Profile, addr, status, timeline, wait_for};
 
 pub struct Mallory {
     pub id: Identity,
@@ -113,8 +113,8 @@ impl Mallory {
     /// Publishes on `topic_author`'s feed topic once some peer there can hear it.
     pub async fn publish(&self, topic_author: AuthorId, data: Vec<u8>) {
         wait_for(
-            "a peer subscribed to the topic",
             Duration::from_secs(30),
+            "a peer subscribed to the topic",
             || {
                 let (net, data) = (self.net.clone(), data.clone());
                 async move {
@@ -125,7 +125,8 @@ impl Mallory {
                 }
             },
         )
-        .await;
+        .await
+        .unwrap();
     }
 
     pub async fn stop(self) {
@@ -152,23 +153,32 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
     let wait = Duration::from_secs(60);
     let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
     let a = alice.up(&[]).await;
-    let boot = a.addr().await;
+    let boot = addr(&a).await;
     let b = bob.up(&["--bootstrap", &boot]).await;
-    let (alice_id, bob_id, bob_addr) = (a.peer_id().await, b.peer_id().await, b.addr().await);
-    wait_for("bob's handle", wait, || async {
-        (b.get("/api/v1/whoami").await.1["handle_state"]["state"] == "registered").then_some(())
+    let (alice_id, bob_id, bob_addr) = (
+        a.author().to_string(),
+        b.author().to_string(),
+        addr(&b).await,
+    );
+    wait_for(wait, "bob's handle", || async {
+        (b.get("/whoami").await.unwrap()["handle_state"]["state"] == "registered").then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     assert!(bob.cli(&["follow", "alice"]).status.success());
-    wait_for("the follow to arrive", wait, || async {
-        (a.status().await["followers"] == 1).then_some(())
+    wait_for(wait, "the follow to arrive", || async {
+        (status(&a).await["followers"] == 1).then_some(())
     })
-    .await;
-    a.post("/api/v1/posts", &json!({"body": "genuine 1"})).await;
-    wait_for("the genuine post", wait, || async {
-        (b.status().await["posts_stored"] == 1).then_some(())
+    .await
+    .unwrap();
+    a.post("/posts", &json!({"body": "genuine 1"}))
+        .await
+        .unwrap();
+    wait_for(wait, "the genuine post", || async {
+        (status(&b).await["posts_stored"] == 1).then_some(())
     })
-    .await;
+    .await
+    .unwrap();
 
     let mallory = Mallory::start(&bob_addr).await;
     let now = starling_node::clock::system_ms();
@@ -181,22 +191,24 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
     ]);
     let out = bob.cli(&["follow", &mallory.author().to_string()]);
     assert!(out.status.success(), "{}", crate::harness::stderr(&out));
-    wait_for("sync forgeries to be counted", wait, || async {
-        let st = b.status().await;
+    wait_for(wait, "sync forgeries to be counted", || async {
+        let st = status(&b).await;
         (rejected(&st, "from_future") >= 1
             && rejected(&st, "body_too_long") >= 1
             && rejected(&st, "bad_signature") >= 1)
             .then_some(())
     })
-    .await;
-    wait_for("mallory's legit post", wait, || async {
-        b.timeline()
+    .await
+    .unwrap();
+    wait_for(wait, "mallory's legit post", || async {
+        timeline(&b)
             .await
             .iter()
             .any(|(a, s, _)| *a == mallory.author().to_string() && *s == 1)
             .then_some(())
     })
-    .await;
+    .await
+    .unwrap();
 
     // By gossip, one at a time (each must be seen and counted): on alice's topic,
     // her genuine post with a bad signature, with an altered body, and her seq 1
@@ -230,17 +242,18 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
         ),
     ];
     for (topic, forged, reason) in forgeries {
-        let before = rejected(&b.status().await, reason);
+        let before = rejected(&status(&b).await, reason);
         mallory.publish(topic, forged).await;
-        wait_for(&format!("a {reason} rejection"), wait, || async {
-            (rejected(&b.status().await, reason) > before).then_some(())
+        wait_for(wait, &format!("a {reason} rejection"), || async {
+            (rejected(&status(&b).await, reason) > before).then_some(())
         })
-        .await;
+        .await
+        .unwrap();
     }
 
     // Nothing forged is stored or shown, by anyone.
     for d in [&a, &b] {
-        let tl = d.timeline().await;
+        let tl = timeline(d).await;
         assert!(
             tl.iter()
                 .all(|(_, _, body)| !body.contains("FORGED") && body != "Fenuine 1"),
@@ -248,21 +261,23 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
         );
     }
     assert_eq!(
-        b.status().await["posts_stored"],
+        status(&b).await["posts_stored"],
         2,
         "alice's genuine post and mallory's legit one"
     );
 
     // The nodes keep working.
-    a.post("/api/v1/posts", &json!({"body": "after the attack"}))
-        .await;
-    wait_for("the next genuine post", wait, || async {
-        b.timeline()
+    a.post("/posts", &json!({"body": "after the attack"}))
+        .await
+        .unwrap();
+    wait_for(wait, "the next genuine post", || async {
+        timeline(&b)
             .await
             .iter()
             .any(|(_, _, body)| body == "after the attack")
             .then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     mallory.stop().await;
 }

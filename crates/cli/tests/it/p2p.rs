@@ -5,23 +5,24 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, Profile, stderr, stdout, wait_for};
+use crate::harness::{Daemon, Profile, addr, post_raw, status, stderr, stdout, timeline, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn handle_state(d: &Daemon) -> Value {
-    d.get("/api/v1/whoami").await.1["handle_state"].clone()
+    d.get("/whoami").await.unwrap()["handle_state"].clone()
 }
 
 async fn wait_registered(d: &Daemon) {
-    wait_for("the handle to be registered", WAIT, || async {
+    wait_for(WAIT, "the handle to be registered", || async {
         (handle_state(d).await["state"] == "registered").then_some(())
     })
-    .await;
+    .await
+    .unwrap();
 }
 
 async fn post(d: &Daemon, body: &str) -> Value {
-    let (s, v) = d.post("/api/v1/posts", &json!({ "body": body })).await;
+    let (s, v) = post_raw(d, "/posts", &json!({ "body": body })).await;
     assert_eq!(s, 201, "{v}");
     v
 }
@@ -42,12 +43,12 @@ async fn follow_push_catch_up_and_offline_follow() {
         Profile::init("bob"),
         Profile::init("carol"),
     );
-    let mut a = alice.up(&[]).await;
-    let boot = a.addr().await;
-    let mut b = bob.up(&["--bootstrap", &boot]).await;
+    let a = alice.up(&[]).await;
+    let boot = addr(&a).await;
+    let b = bob.up(&["--bootstrap", &boot]).await;
     wait_registered(&a).await;
     wait_registered(&b).await;
-    let alice_id = a.peer_id().await;
+    let alice_id = a.author().to_string();
 
     // 1. bob follows alice (by handle); alice posts; bob's timeline has the post.
     let out = bob.cli(&["follow", "alice"]);
@@ -58,53 +59,58 @@ async fn follow_push_catch_up_and_offline_follow() {
         stdout(&out)
     );
     post(&a, "hello bob").await;
-    wait_for("bob to receive alice's post", WAIT, || async {
-        of(&alice_id, &b.timeline().await)
+    wait_for(WAIT, "bob to receive alice's post", || async {
+        of(&alice_id, &timeline(&b).await)
             .contains(&(1, "hello bob".to_string()))
             .then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     let tl = bob.cli_json(&["timeline"]);
     assert_eq!(tl["posts"][0]["handle"], "alice");
     // The statement reached alice: she lists bob, and bob's follow is acknowledged.
-    wait_for("alice to list bob", WAIT, || async {
+    wait_for(WAIT, "alice to list bob", || async {
         let f = alice.cli_json(&["followers"]);
         (f.as_array().unwrap().len() == 1 && f[0]["handle"] == "bob").then_some(())
     })
-    .await;
-    wait_for("bob's follow to be acknowledged", WAIT, || async {
+    .await
+    .unwrap();
+    wait_for(WAIT, "bob's follow to be acknowledged", || async {
         (bob.cli_json(&["following"])[0]["pending"] == false).then_some(())
     })
-    .await;
+    .await
+    .unwrap();
 
     // 2. bob is stopped; alice posts 50 times; bob restarts and catches up.
-    assert!(b.stop().success());
+    assert!(b.stop().await.unwrap().success());
     for i in 1..=50 {
         post(&a, &format!("while bob was away {i}")).await;
     }
     let b = bob.up(&["--bootstrap", &boot]).await;
-    wait_for("bob to catch up on 51 posts", WAIT, || async {
-        (of(&alice_id, &b.timeline().await).len() >= 51).then_some(())
+    wait_for(WAIT, "bob to catch up on 51 posts", || async {
+        (of(&alice_id, &timeline(&b).await).len() >= 51).then_some(())
     })
-    .await;
-    let bobs = of(&alice_id, &b.timeline().await);
-    let alices = of(&alice_id, &a.timeline().await);
+    .await
+    .unwrap();
+    let bobs = of(&alice_id, &timeline(&b).await);
+    let alices = of(&alice_id, &timeline(&a).await);
     assert_eq!(alices.len(), 51);
     assert_eq!(bobs, alices, "same posts, same order, no duplicates");
 
     // 3. alice is stopped; carol (new) follows her while she is offline, and gets
     //    her posts from bob; when alice returns she lists carol as a follower.
-    let bob_addr = b.addr().await;
-    assert!(a.stop().success());
+    let bob_addr = addr(&b).await;
+    assert!(a.stop().await.unwrap().success());
     let c = carol.up(&["--bootstrap", &bob_addr]).await;
     wait_registered(&c).await;
     let out = carol.cli(&["follow", "@alice"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for("carol to get alice's posts from bob", WAIT, || async {
-        (of(&alice_id, &c.timeline().await).len() == 51).then_some(())
+    wait_for(WAIT, "carol to get alice's posts from bob", || async {
+        (of(&alice_id, &timeline(&c).await).len() == 51).then_some(())
     })
-    .await;
-    assert_eq!(of(&alice_id, &c.timeline().await), alices);
+    .await
+    .unwrap();
+    assert_eq!(of(&alice_id, &timeline(&c).await), alices);
     let following = carol.cli_json(&["following"]);
     assert_eq!(following[0]["handle"], "alice");
     assert_eq!(
@@ -114,7 +120,7 @@ async fn follow_push_catch_up_and_offline_follow() {
     assert!(stdout(&carol.cli(&["following"])).contains("pending"));
 
     let a = alice.up(&["--bootstrap", &bob_addr]).await;
-    wait_for("alice to list carol as a follower", WAIT, || async {
+    wait_for(WAIT, "alice to list carol as a follower", || async {
         let f = alice.cli_json(&["followers"]);
         let handles: Vec<&str> = f
             .as_array()
@@ -124,23 +130,26 @@ async fn follow_push_catch_up_and_offline_follow() {
             .collect();
         handles.contains(&"carol").then_some(())
     })
-    .await;
-    wait_for("carol's follow to be acknowledged", WAIT, || async {
+    .await
+    .unwrap();
+    wait_for(WAIT, "carol's follow to be acknowledged", || async {
         (carol.cli_json(&["following"])[0]["pending"] == false).then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     // Alive and well: a new post reaches both followers.
     post(&a, "back again").await;
     for d in [&b, &c] {
-        wait_for("the new post", WAIT, || async {
-            of(&alice_id, &d.timeline().await)
+        wait_for(WAIT, "the new post", || async {
+            of(&alice_id, &timeline(d).await)
                 .first()
                 .is_some_and(|p| p.1 == "back again")
                 .then_some(())
         })
-        .await;
+        .await
+        .unwrap();
     }
-    let st = b.status().await;
+    let st = status(&b).await;
     assert_eq!(st["followers"], 0);
     assert_eq!(st["following"], 1);
     assert!(st["network"]["connected_peers"].as_u64().unwrap() >= 1);
@@ -154,23 +163,24 @@ async fn a_taken_handle_is_refused() {
     let bob = Profile::init("bob");
     let impostor = Profile::init("alice"); // same handle, another key
     let a = alice.up(&[]).await;
-    let boot = a.addr().await;
+    let boot = addr(&a).await;
     // A claim needs another node to hold it: alice alone stays pending.
     assert_eq!(handle_state(&a).await["state"], "pending");
     let _b = bob.up(&["--bootstrap", &boot]).await;
     wait_registered(&a).await;
-    let alice_id = a.peer_id().await;
+    let alice_id = a.author().to_string();
 
     let m = impostor.up(&["--bootstrap", &boot]).await;
     wait_for(
-        "the impostor to learn the handle is taken",
         WAIT,
+        "the impostor to learn the handle is taken",
         || async {
             let s = handle_state(&m).await;
             (s["state"] == "taken").then_some(s)
         },
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(handle_state(&m).await["by"], alice_id.as_str());
     let out = impostor.cli(&["register"]);
     assert!(!out.status.success());
@@ -207,29 +217,32 @@ async fn a_taken_handle_is_refused() {
 async fn expired_posts_are_not_served_and_leave_timelines() {
     let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
     let a = alice.up(&["--post-ttl", "3s"]).await;
-    let boot = a.addr().await;
+    let boot = addr(&a).await;
     let b = bob.up(&["--bootstrap", &boot, "--gc-interval", "1s"]).await;
     wait_registered(&b).await;
-    let alice_id = a.peer_id().await;
+    let alice_id = a.author().to_string();
     assert!(bob.cli(&["follow", "alice"]).status.success());
-    wait_for("bob's follow to be acknowledged", WAIT, || async {
+    wait_for(WAIT, "bob's follow to be acknowledged", || async {
         (bob.cli_json(&["following"])[0]["pending"] == false).then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     post(&a, "short-lived").await;
-    wait_for("bob to receive it", WAIT, || async {
-        (!of(&alice_id, &b.timeline().await).is_empty()).then_some(())
+    wait_for(WAIT, "bob to receive it", || async {
+        (!of(&alice_id, &timeline(&b).await).is_empty()).then_some(())
     })
-    .await;
-    wait_for("the post to leave bob's timeline", WAIT, || async {
-        of(&alice_id, &b.timeline().await).is_empty().then_some(())
+    .await
+    .unwrap();
+    wait_for(WAIT, "the post to leave bob's timeline", || async {
+        of(&alice_id, &timeline(&b).await).is_empty().then_some(())
     })
-    .await;
-    assert!(of(&alice_id, &a.timeline().await).is_empty());
+    .await
+    .unwrap();
+    assert!(of(&alice_id, &timeline(&a).await).is_empty());
 
     // Neither bob nor alice serves it any more, to a client speaking the protocol.
     let probe = crate::mallory::Mallory::start(&boot).await;
-    for addr in [b.addr().await, boot.clone()] {
+    for addr in [addr(&b).await, boot.clone()] {
         let peer = addr.rsplit('/').next().unwrap().to_string();
         let posts = probe.sync(&addr, &peer, &alice_id, 0).await;
         assert!(
@@ -239,10 +252,11 @@ async fn expired_posts_are_not_served_and_leave_timelines() {
         );
     }
     // bob's garbage collector deleted it; alice's archive keeps it.
-    wait_for("bob's GC", WAIT, || async {
-        (b.status().await["posts_stored"] == 0).then_some(())
+    wait_for(WAIT, "bob's GC", || async {
+        (status(&b).await["posts_stored"] == 0).then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     let archive = alice.cli_json(&["archive"]);
     assert_eq!(archive["posts"][0]["body"], "short-lived");
     probe.stop().await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rexpect::session::PtySession;
 
-use crate::harness::{BIN, Profile, wait_for};
+use crate::harness::{BIN, Profile, addr, status, wait_for};
 
 fn shell(p: &Profile) -> PtySession {
     let mut cmd = std::process::Command::new(BIN);
@@ -22,15 +22,16 @@ fn choose(s: &mut PtySession, n: &str) {
 async fn shell_menu_end_to_end() {
     let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
     let a = alice.up(&["--post-ttl", "2s"]).await;
-    let boot = a.addr().await;
+    let boot = addr(&a).await;
     let b = bob.up(&["--bootstrap", &boot]).await;
     for d in [&a, &b] {
-        wait_for("handles", Duration::from_secs(60), || async {
-            (d.get("/api/v1/whoami").await.1["handle_state"]["state"] == "registered").then_some(())
+        wait_for(Duration::from_secs(60), "handles", || async {
+            (d.get("/whoami").await.unwrap()["handle_state"]["state"] == "registered").then_some(())
         })
-        .await;
+        .await
+        .unwrap();
     }
-    let bob_id = b.peer_id().await;
+    let bob_id = b.author().to_string();
 
     let mut s = shell(&alice);
     s.exp_string("logged in as @alice").unwrap();
@@ -78,11 +79,12 @@ async fn shell_menu_end_to_end() {
     // [3] Show followers: bob follows alice back.
     assert!(bob.cli(&["follow", "alice"]).status.success());
     wait_for(
-        "bob's follow to reach alice",
         Duration::from_secs(60),
-        || async { (a.status().await["followers"] == 1).then_some(()) },
+        "bob's follow to reach alice",
+        || async { (status(&a).await["followers"] == 1).then_some(()) },
     )
-    .await;
+    .await
+    .unwrap();
     choose(&mut s, "3");
     s.exp_string("@bob").unwrap();
 
@@ -96,11 +98,12 @@ async fn shell_menu_end_to_end() {
     s.exp_string("You follow nobody yet.").unwrap();
 
     // [7] Repost from storage: post #1 expired after 2 s.
-    wait_for("post #1 to expire", Duration::from_secs(30), || async {
-        let (_, archive) = a.get("/api/v1/archive").await;
+    wait_for(Duration::from_secs(30), "post #1 to expire", || async {
+        let archive = a.get("/archive").await.unwrap();
         (!archive["posts"].as_array().unwrap().is_empty()).then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     choose(&mut s, "7");
     s.exp_string("hello from the shell").unwrap();
     s.exp_string("Repost which post?").unwrap();
@@ -115,7 +118,7 @@ async fn shell_menu_end_to_end() {
     choose(&mut s, "8");
     s.exp_string("Logged out of @alice").unwrap();
     s.exp_eof().unwrap();
-    let (_, tl) = a.get("/api/v1/timeline").await;
+    let tl = a.get("/timeline").await.unwrap();
     assert_eq!(tl["posts"][0]["repost_of"]["seq"], 1);
 }
 
