@@ -1,48 +1,31 @@
 //! Nodes for the scenarios: in this process ([`Cluster`], real `Node`s with their
-//! own store and swarm), or as separate daemons ([`Proc`], this executable running
-//! the embedded `starling up`). Everything listens on 127.0.0.1 with port 0.
+//! own store and swarm), or as separate daemons ([`start_daemon`]: this executable
+//! running the embedded `starling up`, through `starling_cli::kit`). Everything
+//! listens on 127.0.0.1 with port 0.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use serde_json::Value;
+use anyhow::Context;
+use starling_cli::kit::Daemon;
+pub use starling_cli::kit::wait_for;
 use starling_core::AuthorId;
 use starling_net::{Multiaddr, NetConfig};
-use starling_node::{Node, NodeConfig, Profile};
-use tokio::process::{Child, ChildStdin, Command};
+use starling_node::{Node, NodeConfig, Profile, ProfileDir};
 
 pub fn handle(i: usize) -> String {
     format!("n{i:04}")
 }
 
-/// Waits (polling every 20 ms) until `check` is true, or fails after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// [`wait_until`], returning how long the wait took, or `None` at the limit.
-pub async fn timed_wait<F, Fut>(what: &str, limit: Duration, check: F) -> Option<Duration>
+/// [`wait_for`] `check`, returning how long the wait took, or `None` at the limit.
+pub async fn timed_wait<F, Fut>(limit: Duration, what: &str, check: F) -> Option<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let t = Instant::now();
-    wait_until(what, limit, check)
+    wait_for(limit, what, check)
         .await
         .ok()
         .map(|()| t.elapsed())
@@ -150,7 +133,7 @@ impl Cluster {
     /// announcements and bootstraps are over), at most `limit`. Returns how long
     /// that took, or `None` if the cluster was still busy at the limit.
     pub async fn settle(&self, limit: Duration) -> Option<Duration> {
-        timed_wait("the DHT to go quiet", limit, || async {
+        timed_wait(limit, "the DHT to go quiet", || async {
             for n in self.members.iter().filter_map(|m| m.node.as_ref()) {
                 if let Ok(st) = n.status().await
                     && st.network.is_some_and(|n| n.dht_queries > 0)
@@ -211,12 +194,16 @@ impl Drop for Cluster {
     }
 }
 
-/// Waits until none of `procs` has a DHT query in flight, at most `limit`; like
+/// Waits until none of `daemons` has a DHT query in flight, at most `limit`; like
 /// [`Cluster::settle`].
-pub async fn settle_procs(procs: &[&Proc], limit: Duration) -> Option<Duration> {
-    timed_wait("the DHT to go quiet", limit, || async {
-        for p in procs {
-            if !p.dht_queries().await.is_ok_and(|n| n == 0) {
+pub async fn settle_daemons(daemons: &[&Daemon], limit: Duration) -> Option<Duration> {
+    timed_wait(limit, "the DHT to go quiet", || async {
+        for d in daemons {
+            let queries = d
+                .get("/status")
+                .await
+                .map(|st| st["network"]["dht_queries"].as_u64().unwrap_or(0));
+            if !queries.is_ok_and(|n| n == 0) {
                 return false;
             }
         }
@@ -267,147 +254,20 @@ pub fn rss_kib_of(pid: &str) -> Option<u64> {
         .ok()
 }
 
-/// A daemon in its own process: this executable running `starling up`.
-pub struct Proc {
-    pub name: String,
-    pub author: AuthorId,
-    pub url: String,
-    pub token: String,
-    child: Child,
-    _stdin: Option<ChildStdin>,
-    http: reqwest::Client,
+/// Starts a daemon in its own process, this executable running the embedded
+/// `starling up` with `extra` options, on the profile `root/name` (created if
+/// needed).
+pub async fn start_daemon(root: &Path, name: &str, extra: &[String]) -> anyhow::Result<Daemon> {
+    let dir = ProfileDir::new(root.join(name));
+    Profile::open_or_create(dir.path(), name, starling_node::clock::system_ms())?;
+    let mut starling = Command::new(std::env::current_exe()?);
+    starling.arg("starling").env("RUST_LOG", "warn");
+    Daemon::start(starling, &dir, extra)
+        .await
+        .with_context(|| format!("daemon {name} did not start"))
 }
 
-impl Proc {
-    /// Creates the profile if needed and starts its daemon with `extra` options.
-    pub async fn start(root: &Path, name: &str, extra: &[String]) -> anyhow::Result<Self> {
-        let dir = root.join(name);
-        let profile = Profile::open_or_create(&dir, name, starling_node::clock::system_ms())?;
-        let exe = std::env::current_exe()?;
-        let log = std::fs::File::create(dir.join("daemon.log"))?;
-        let mut child = Command::new(exe)
-            .arg("starling")
-            .arg("--data-dir")
-            .arg(&dir)
-            .args([
-                "up",
-                "--api-addr",
-                "127.0.0.1:0",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
-            .args(["--dht-refresh", "off", "--stop-on-stdin-eof"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take();
-        let pid = child.id().unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            if let Some(e) = profile.dir.endpoint().filter(|e| e.pid == pid) {
-                break e.url;
-            }
-            if child.try_wait()?.is_some() || Instant::now() > deadline {
-                bail!(
-                    "daemon {name} did not start; see {}",
-                    dir.join("daemon.log").display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        Ok(Self {
-            name: name.to_string(),
-            author: profile.identity.author(),
-            token: profile.dir.token()?,
-            url,
-            child,
-            _stdin: stdin,
-            http: reqwest::Client::builder().no_proxy().build()?,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or_default()
-    }
-
-    pub fn mem(&self) -> Option<Mem> {
-        mem_of(&self.pid().to_string())
-    }
-
-    /// DHT queries this daemon has in flight.
-    pub async fn dht_queries(&self) -> anyhow::Result<u64> {
-        let st = self.get("/status").await?;
-        Ok(st["network"]["dht_queries"].as_u64().unwrap_or(0))
-    }
-
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .get(format!("{}/api/v1{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("{}: GET {path}: {status} {v}", self.name);
-        }
-        Ok(v)
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .post(format!("{}/api/v1{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("{}: POST {path}: {status} {v}", self.name);
-        }
-        Ok(v)
-    }
-
-    /// Opens the node's event stream (server-sent events).
-    pub async fn events(&self) -> anyhow::Result<reqwest::Response> {
-        Ok(self
-            .http
-            .get(format!("{}/api/v1/events", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .error_for_status()?)
-    }
-
-    pub async fn bootstrap_addr(&self) -> anyhow::Result<String> {
-        Ok(self.get("/status").await?["network"]["listen_addrs"][0]
-            .as_str()
-            .context("no listen address")?
-            .to_string())
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id()
-            && let Some(pid) = rustix_pid(pid)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-    }
-}
-
-fn rustix_pid(pid: u32) -> Option<rustix::process::Pid> {
-    rustix::process::Pid::from_raw(pid as i32)
+/// The memory of a daemon's process.
+pub fn daemon_mem(d: &Daemon) -> Option<Mem> {
+    mem_of(&d.pid().to_string())
 }

@@ -8,7 +8,7 @@ use starling_core::{Hlc, Post, PostContent};
 use starling_node::Profile;
 use starling_store::{Store, StoreConfig};
 
-use crate::cluster::{Cluster, wait_until};
+use crate::cluster::{Cluster, wait_for};
 use crate::report::{ScenarioResult, Table};
 use crate::stats::ms;
 
@@ -125,7 +125,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     c.node(AUTHOR).post("before the break").await?;
     for f in [ONLINE, FOLLOWER_A, FOLLOWER_B] {
         let node = c.node(f).clone();
-        wait_until("the first post", Duration::from_secs(60), || async {
+        wait_for(Duration::from_secs(60), "the first post", || async {
             node.store()
                 .post_counts(node.clock().now_ms())
                 .await
@@ -146,9 +146,9 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         let t0 = Instant::now();
         c.restart(AUTHOR).await?;
         let node = c.node(ONLINE).clone();
-        wait_until(
-            "the online follower to catch up",
+        wait_for(
             Duration::from_secs(300),
+            "the online follower to catch up",
             || async {
                 node.store()
                     .post_counts(node.clock().now_ms())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use starling_core::PostRef;
 
-use crate::cluster::{Cluster, wait_until};
+use crate::cluster::{Cluster, wait_for};
 use crate::report::{ScenarioResult, Table};
 use crate::stats::{quantile, summarize};
 
@@ -57,9 +57,9 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         follows.insert(i, others);
     }
     tracing::info!("churn: follows sent");
-    wait_until(
-        "follow statements delivered",
+    wait_for(
         Duration::from_secs(300),
+        "follow statements delivered",
         || async {
             let mut pending = 0;
             for &i in &members {

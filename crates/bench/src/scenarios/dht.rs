@@ -9,7 +9,7 @@ use starling_core::{Handle, NameClaim};
 use starling_net::GetMode;
 use starling_node::HandleState;
 
-use crate::cluster::{Cluster, handle, wait_until};
+use crate::cluster::{Cluster, handle, wait_for};
 use crate::report::{ScenarioResult, Table};
 use crate::stats::{ms, summarize};
 use crate::svg;
@@ -71,9 +71,9 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
             }
         };
         let setup = Instant::now();
-        let registered = wait_until(
-            "every handle registered",
+        let registered = wait_for(
             Duration::from_secs(300),
+            "every handle registered",
             || async { (1..n).all(|i| c.node(i).handle_state() == HandleState::Registered) },
         )
         .await;

@@ -8,7 +8,7 @@ use starling_core::{FollowContent, FollowStatement, Identity};
 use starling_node::Profile;
 use starling_store::{Store, StoreConfig};
 
-use crate::cluster::{Cluster, Mem, Proc, self_rss_kib, wait_until};
+use crate::cluster::{Cluster, Mem, daemon_mem, self_rss_kib, start_daemon, wait_for};
 
 /// `starling-bench memprobe N SETTLE_SECS POSTS`: starts N nodes in this (fresh)
 /// process and prints its memory growth per node, idle and after POSTS posts, as JSON.
@@ -102,12 +102,12 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
 
     // Daemons, idle.
     let k = sizes.memory_procs.max(2);
-    let first = Proc::start(root.path(), "p0", &[]).await?;
+    let first = start_daemon(root.path(), "p0", &[]).await?;
     let boot = first.bootstrap_addr().await?;
     let mut procs = vec![first];
     for i in 1..k {
         procs.push(
-            Proc::start(
+            start_daemon(
                 root.path(),
                 &format!("p{i}"),
                 &["--bootstrap".into(), boot.clone()],
@@ -116,16 +116,16 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         );
     }
     tokio::time::sleep(settle).await;
-    let idle: Vec<Mem> = procs.iter().filter_map(|p| p.mem()).collect();
+    let idle: Vec<Mem> = procs.iter().filter_map(daemon_mem).collect();
     table.row(mem_row("daemon, idle".into(), &idle));
     data.insert("process_idle".into(), json!(idle));
 
     // Daemons under load: everyone follows p0, which posts 100 times at 20/s.
-    let author = procs[0].author.to_string();
+    let author = procs[0].author().to_string();
     for p in &procs[1..] {
-        p.post("/follow", json!({ "target": author })).await?;
+        p.post("/follow", &json!({ "target": author })).await?;
     }
-    wait_until("follows", Duration::from_secs(60), || async {
+    wait_for(Duration::from_secs(60), "follows", || async {
         procs[0]
             .get("/status")
             .await
@@ -135,12 +135,12 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     .await?;
     for i in 0..sizes.memory_load_posts {
         procs[0]
-            .post("/posts", json!({ "body": format!("load {i}") }))
+            .post("/posts", &json!({ "body": format!("load {i}") }))
             .await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let loaded: Vec<Mem> = procs.iter().filter_map(|p| p.mem()).collect();
+    let loaded: Vec<Mem> = procs.iter().filter_map(daemon_mem).collect();
     table.row(mem_row(
         format!(
             "daemon, after {} posts pushed to the others",
@@ -149,9 +149,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         &loaded,
     ));
     data.insert("process_loaded".into(), json!(loaded));
-    for p in procs {
-        p.stop().await;
-    }
+    futures::future::join_all(procs.into_iter().map(starling_cli::kit::Daemon::stop)).await;
 
     // In one process: a fresh child process starts the nodes, so the growth is theirs.
     let m = sizes.memory_inproc.max(2);
@@ -200,12 +198,12 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     for &count in &sizes.memory_follow_counts {
         let name = format!("follows{count}");
         profile_following(root.path(), &name, count).await?;
-        let p = Proc::start(root.path(), &name, &[]).await?;
+        let p = start_daemon(root.path(), &name, &[]).await?;
         tokio::time::sleep(settle).await;
-        let m = p.mem().unwrap_or_default();
+        let m = daemon_mem(&p).unwrap_or_default();
         table.row(mem_row(format!("daemon following {count} authors"), &[m]));
         growth.push(json!({ "following": count, "rss_kib": m.rss_kib, "anon_kib": m.anon_kib }));
-        p.stop().await;
+        let _ = p.stop().await;
     }
     let mut notes = vec![
         "From /proc/<pid>/smaps_rollup. Most of a daemon's RSS is the executable's code, mapped from the file and shared by every daemon on the machine (PSS divides it among them); anonymous memory (heap, stacks) is what each node adds. In one process: the process's growth divided by the nodes started.".to_string(),

@@ -10,10 +10,11 @@ use futures::StreamExt;
 use serde_json::json;
 use starling_node::NodeEvent;
 
-use crate::cluster::{Cluster, Proc, settle_procs, wait_until};
+use crate::cluster::{Cluster, settle_daemons, start_daemon, wait_for};
 use crate::report::{ScenarioResult, Table};
 use crate::stats::{Summary, ms, summarize};
 use crate::svg;
+use starling_cli::kit::Daemon;
 
 /// The longest wait for the start-up DHT work (announcements, bootstraps) to end
 /// before measuring: the figures are for a network at rest, not one still joining.
@@ -52,9 +53,9 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     }))
     .await?;
     tracing::info!(followers, "in-process: follows sent");
-    wait_until(
-        "every follow to be acknowledged",
+    wait_for(
         Duration::from_secs(120),
+        "every follow to be acknowledged",
         || async {
             author
                 .status()
@@ -88,9 +89,9 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     }
     // Warm-up: the mesh is ready when a post reaches everyone.
     let warm = author.post("warm-up").await?.seq;
-    wait_until(
-        "the warm-up post everywhere",
+    wait_for(
         Duration::from_secs(60),
+        "the warm-up post everywhere",
         || async {
             let a = arrivals.lock().unwrap();
             (1..=followers).all(|i| a.contains_key(&(i, warm)))
@@ -111,7 +112,7 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
         sent.insert(p.seq, t0);
     }
     let expected = followers * posts;
-    let _ = wait_until("every post everywhere", Duration::from_secs(30), || async {
+    let _ = wait_for(Duration::from_secs(30), "every post everywhere", || async {
         let a = arrivals.lock().unwrap();
         sent.keys()
             .map(|s| {
@@ -158,27 +159,27 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
     let root = tempfile::Builder::new()
         .prefix("starling-bench-procs-")
         .tempdir()?;
-    let author = Proc::start(root.path(), "author", &[]).await?;
+    let author = start_daemon(root.path(), "author", &[]).await?;
     let boot = author.bootstrap_addr().await?;
     let mut procs = Vec::new();
     for chunk in (0..followers).collect::<Vec<_>>().chunks(10) {
         let started = futures::future::join_all(chunk.iter().map(|i| {
             let extra = vec!["--bootstrap".to_string(), boot.clone()];
             let root = root.path().to_path_buf();
-            async move { Proc::start(&root, &format!("f{i:03}"), &extra).await }
+            async move { start_daemon(&root, &format!("f{i:03}"), &extra).await }
         }))
         .await;
         for p in started {
             procs.push(p?);
         }
     }
-    let author_key = author.author.to_string();
+    let author_key = author.author().to_string();
     for p in &procs {
-        p.post("/follow", json!({ "target": author_key })).await?;
+        p.post("/follow", &json!({ "target": author_key })).await?;
     }
-    wait_until(
-        "every follow to be acknowledged",
+    wait_for(
         Duration::from_secs(120),
+        "every follow to be acknowledged",
         || async {
             author
                 .get("/status")
@@ -189,12 +190,12 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
     )
     .await?;
 
-    let all: Vec<&Proc> = std::iter::once(&author).chain(procs.iter()).collect();
-    let settled = settle_procs(&all, SETTLE_LIMIT).await;
+    let all: Vec<&Daemon> = std::iter::once(&author).chain(procs.iter()).collect();
+    let settled = settle_daemons(&all, SETTLE_LIMIT).await;
     let arrivals: Arrivals = Arc::default();
     let mut listeners = Vec::new();
     for (i, p) in procs.iter().enumerate() {
-        let resp = p.events().await?;
+        let resp = p.client().events().await?;
         let (arrivals, author_key) = (arrivals.clone(), author_key.clone());
         listeners.push(tokio::spawn(async move {
             let mut stream = resp.bytes_stream();
@@ -221,12 +222,12 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
             }
         }));
     }
-    let warm = author.post("/posts", json!({"body": "warm-up"})).await?["seq"]
+    let warm = author.post("/posts", &json!({"body": "warm-up"})).await?["seq"]
         .as_u64()
         .unwrap_or(0);
-    wait_until(
-        "the warm-up post everywhere",
+    wait_for(
         Duration::from_secs(60),
+        "the warm-up post everywhere",
         || async {
             let a = arrivals.lock().unwrap();
             (0..followers).all(|i| a.contains_key(&(i, warm)))
@@ -243,13 +244,13 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
         let v = author
             .post(
                 "/posts",
-                json!({"body": format!("post {k} of the propagation benchmark")}),
+                &json!({"body": format!("post {k} of the propagation benchmark")}),
             )
             .await?;
         sent.insert(v["seq"].as_u64().unwrap_or(0), t0);
     }
     let expected = followers * posts;
-    let _ = wait_until("every post everywhere", Duration::from_secs(30), || async {
+    let _ = wait_for(Duration::from_secs(30), "every post everywhere", || async {
         let a = arrivals.lock().unwrap();
         sent.keys()
             .map(|s| (0..followers).filter(|i| a.contains_key(&(*i, *s))).count())
@@ -275,10 +276,13 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
     for l in listeners {
         l.abort();
     }
-    for p in procs {
-        p.stop().await;
-    }
-    author.stop().await;
+    futures::future::join_all(
+        procs
+            .into_iter()
+            .chain(std::iter::once(author))
+            .map(Daemon::stop),
+    )
+    .await;
     Ok(Run {
         label: format!("processes, F={followers}"),
         followers,
