@@ -96,6 +96,26 @@ pub(crate) enum Command {
     },
 }
 
+/// Where the answer to an inbound request goes: back through the swarm, or (in the
+/// simulated network) straight to the requester.
+#[derive(Debug)]
+pub struct Responder<T: std::fmt::Debug>(Route<T>);
+
+#[derive(Debug)]
+enum Route<T: std::fmt::Debug> {
+    Swarm(ResponseChannel<T>),
+    Direct(oneshot::Sender<T>),
+}
+
+impl<T: std::fmt::Debug> Responder<T> {
+    pub(crate) fn swarm(channel: ResponseChannel<T>) -> Self {
+        Self(Route::Swarm(channel))
+    }
+    pub(crate) fn direct(reply: oneshot::Sender<T>) -> Self {
+        Self(Route::Direct(reply))
+    }
+}
+
 /// The handle to the network task; cheap to clone.
 #[derive(Clone)]
 pub struct Net {
@@ -116,6 +136,11 @@ impl Net {
         let event_loop = EventLoop::new(identity, &config, rx, events_tx).await?;
         tokio::spawn(event_loop.run());
         Ok((Self { tx, peer_id }, events_rx))
+    }
+
+    /// A handle whose commands go to `tx` (the simulated network's member task).
+    pub(crate) fn on(tx: mpsc::Sender<Command>, peer_id: PeerId) -> Self {
+        Self { tx, peer_id }
     }
 
     pub fn local_peer_id(&self) -> PeerId {
@@ -243,19 +268,27 @@ impl Net {
 
     pub async fn respond_sync(
         &self,
-        channel: ResponseChannel<SyncResponse>,
+        channel: Responder<SyncResponse>,
         response: SyncResponse,
     ) -> Result<(), NetError> {
-        self.send(Command::RespondSync { channel, response }).await
+        match channel.0 {
+            Route::Swarm(channel) => self.send(Command::RespondSync { channel, response }).await,
+            Route::Direct(reply) => reply.send(response).map_err(|_| NetError::Stopped),
+        }
     }
 
     pub async fn respond_social(
         &self,
-        channel: ResponseChannel<SocialResponse>,
+        channel: Responder<SocialResponse>,
         response: SocialResponse,
     ) -> Result<(), NetError> {
-        self.send(Command::RespondSocial { channel, response })
-            .await
+        match channel.0 {
+            Route::Swarm(channel) => {
+                self.send(Command::RespondSocial { channel, response })
+                    .await
+            }
+            Route::Direct(reply) => reply.send(response).map_err(|_| NetError::Stopped),
+        }
     }
 
     /// Disconnects a misbehaving peer and refuses it for `duration`.

@@ -12,12 +12,15 @@
 //! - [`behaviour`]: the composed libp2p behaviour and its configuration.
 //! - `event_loop`: the swarm task.
 //! - `handle`: [`Net`] and the commands it sends.
+//! - [`sim`]: a simulated network serving the same [`Net`] handles and
+//!   [`NetEvent`]s from one in-process world, for the deterministic simulator.
 
 pub mod behaviour;
 mod event_loop;
 mod handle;
 pub mod protocol;
 pub mod records;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,8 +31,8 @@ pub use libp2p::{Multiaddr, PeerId};
 use starling_core::AuthorId;
 use thiserror::Error;
 
-pub use handle::Net;
 pub(crate) use handle::{Command, Reply};
+pub use handle::{Net, Responder};
 pub use protocol::{SocialRequest, SocialResponse, SyncRequest, SyncResponse};
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -112,12 +115,12 @@ pub enum NetEvent {
     SyncRequest {
         peer: PeerId,
         request: SyncRequest,
-        channel: ResponseChannel<SyncResponse>,
+        channel: Responder<SyncResponse>,
     },
     SocialRequest {
         peer: PeerId,
         request: SocialRequest,
-        channel: ResponseChannel<SocialResponse>,
+        channel: Responder<SocialResponse>,
     },
     /// We stored a DHT record for someone (validated); persist it to keep serving it
     /// across restarts. `expires` is in Unix ms.

@@ -252,8 +252,12 @@ impl Online {
         // Everything this source had is in: move our position over what we hold.
         if let Ok((synced, max)) = s.store.advance_synced_seq(author).await
             && max > synced
+            && peer == author.peer_id()
         {
-            // Posts the source lacks (expired, or never seen): do not ask again and again.
+            // What the author itself no longer serves has expired: do not ask for it
+            // again and again. A provider's gap proves nothing (it may lack posts
+            // the author still has): the position stays, and the next round asks
+            // again from there.
             let _ = s.store.set_synced_seq(author, max).await;
         }
         Ok(new)

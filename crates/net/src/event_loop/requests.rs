@@ -8,6 +8,7 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId, Swarm};
 
 use super::EventLoop;
+use crate::Responder;
 use crate::behaviour::Behaviour;
 use crate::protocol::{SocialRequest, SocialResponse, SyncRequest, SyncResponse};
 use crate::{NetError, NetEvent, Reply};
@@ -153,7 +154,7 @@ impl Exchange for SyncRequest {
         NetEvent::SyncRequest {
             peer,
             request,
-            channel,
+            channel: Responder::swarm(channel),
         }
     }
 
@@ -173,7 +174,7 @@ impl Exchange for SocialRequest {
         NetEvent::SocialRequest {
             peer,
             request,
-            channel,
+            channel: Responder::swarm(channel),
         }
     }
 
