@@ -11,7 +11,6 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use reqwest::Method;
 use serde_json::Value;
 use starling_node::{AuthorId, Profile, ProfileDir};
 
@@ -264,16 +263,6 @@ impl Daemon {
     /// `POST /api/v1<path>` with `body`; an error answer is [`ClientError::Api`].
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         self.client.post(path, body).await
-    }
-
-    /// Any call, answered with its status and body, whatever the status.
-    pub async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value), ClientError> {
-        self.client.raw(method, path, body).await
     }
 
     /// An address other nodes can bootstrap from (its first listen address).

@@ -108,11 +108,7 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
 
 async fn wait_text(c: &Client, css: &str, needle: &str) {
     wait_for(WAIT, &format!("{css} to show {needle:?}"), || async {
-        texts(c, css)
-            .await
-            .iter()
-            .any(|t| t.contains(needle))
-            .then_some(())
+        texts(c, css).await.iter().any(|t| t.contains(needle))
     })
     .await
     .unwrap();

@@ -77,15 +77,18 @@ impl Profile {
     /// Starts `starling up` on free loopback ports (API and peer-to-peer) and waits
     /// until its API answers. `STARLING_TEST_LOG` sets its `RUST_LOG`.
     pub async fn up(&self, extra: &[&str]) -> Daemon {
+        self.try_up(extra).await.unwrap()
+    }
+
+    /// [`Profile::up`], failing with what the daemon said if it does not start.
+    pub async fn try_up(&self, extra: &[&str]) -> anyhow::Result<Daemon> {
         let mut cmd = starling();
         cmd.env(
             "RUST_LOG",
             std::env::var("STARLING_TEST_LOG")
                 .unwrap_or_else(|_| "info,starling_node=debug".into()),
         );
-        Daemon::start(cmd, &ProfileDir::new(&self.dir), extra)
-            .await
-            .unwrap()
+        Daemon::start(cmd, &ProfileDir::new(&self.dir), extra).await
     }
 }
 
@@ -99,12 +102,15 @@ pub fn stdout(o: &Output) -> String {
 
 /// `GET path`: the status and body of the answer, whatever the status.
 pub async fn get_raw(d: &Daemon, path: &str) -> (u16, Value) {
-    d.raw(Method::GET, path, None).await.unwrap()
+    d.client().raw(Method::GET, path, None).await.unwrap()
 }
 
 /// `POST path`: the status and body of the answer, whatever the status.
 pub async fn post_raw(d: &Daemon, path: &str, body: &Value) -> (u16, Value) {
-    d.raw(Method::POST, path, Some(body)).await.unwrap()
+    d.client()
+        .raw(Method::POST, path, Some(body))
+        .await
+        .unwrap()
 }
 
 /// `GET /status`.

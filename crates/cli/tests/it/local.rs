@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Profile, get_raw, post_raw, stderr, stdout, wait_for};
+use crate::harness::{Profile, get_raw, post_raw, stderr, stdout, timeline, wait_for};
 use reqwest::Method;
 use starling_node::ProfileDir;
 
@@ -52,9 +52,7 @@ async fn post_timeline_expiry_archive_and_repost() {
 
     // After the 2 s lifetime the posts leave the timeline and fill the archive.
     wait_for(Duration::from_secs(20), "posts to expire", || async {
-        bodies(&alice.cli_json(&["timeline"]))
-            .is_empty()
-            .then_some(())
+        bodies(&alice.cli_json(&["timeline"])).is_empty()
     })
     .await
     .unwrap();
@@ -155,20 +153,7 @@ async fn acknowledged_posts_survive_kill_9() {
     let (s, p) = post_raw(&daemon, "/posts", &json!({ "body": "after the crash" })).await;
     assert_eq!(s, 201);
     assert_eq!(p["seq"], 501);
-    let mut seen = 0;
-    let mut cursor = String::new();
-    loop {
-        let page = daemon
-            .get(&format!("/timeline?limit=200&before={cursor}"))
-            .await
-            .unwrap();
-        seen += page["posts"].as_array().unwrap().len();
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_string(),
-            None => break,
-        }
-    }
-    assert_eq!(seen, 501);
+    assert_eq!(timeline(&daemon).await.len(), 501);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,6 +206,16 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
     let out = alice.cli(&["up", "--api-addr", "127.0.0.1:0"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+    // A daemon that cannot start is reported with the end of its log.
+    let bob = Profile::init("bob");
+    let Err(e) = bob.try_up(&["--bootstrap", "nowhere"]).await else {
+        panic!("a daemon with a bad --bootstrap started");
+    };
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("exited") && e.contains("is not a multiaddr"),
+        "{e}"
+    );
 
     // Empty and 281-character posts, through the CLI and the API.
     let out = alice.cli(&["post", ""]);

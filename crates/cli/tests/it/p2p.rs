@@ -21,6 +21,15 @@ async fn wait_registered(d: &Daemon) {
     .unwrap();
 }
 
+/// Waits until the first follow of `p` is acknowledged by the followee.
+async fn wait_acknowledged(p: &Profile, what: &str) {
+    wait_for(WAIT, &format!("{what} to be acknowledged"), || async {
+        p.cli_json(&["following"])[0]["pending"] == false
+    })
+    .await
+    .unwrap();
+}
+
 async fn post(d: &Daemon, body: &str) -> Value {
     let (s, v) = post_raw(d, "/posts", &json!({ "body": body })).await;
     assert_eq!(s, 201, "{v}");
@@ -60,9 +69,7 @@ async fn follow_push_catch_up_and_offline_follow() {
     );
     post(&a, "hello bob").await;
     wait_for(WAIT, "bob to receive alice's post", || async {
-        of(&alice_id, &timeline(&b).await)
-            .contains(&(1, "hello bob".to_string()))
-            .then_some(())
+        of(&alice_id, &timeline(&b).await).contains(&(1, "hello bob".to_string()))
     })
     .await
     .unwrap();
@@ -75,11 +82,7 @@ async fn follow_push_catch_up_and_offline_follow() {
     })
     .await
     .unwrap();
-    wait_for(WAIT, "bob's follow to be acknowledged", || async {
-        (bob.cli_json(&["following"])[0]["pending"] == false).then_some(())
-    })
-    .await
-    .unwrap();
+    wait_acknowledged(&bob, "bob's follow").await;
 
     // 2. bob is stopped; alice posts 50 times; bob restarts and catches up.
     assert!(b.stop().await.unwrap().success());
@@ -132,11 +135,7 @@ async fn follow_push_catch_up_and_offline_follow() {
     })
     .await
     .unwrap();
-    wait_for(WAIT, "carol's follow to be acknowledged", || async {
-        (carol.cli_json(&["following"])[0]["pending"] == false).then_some(())
-    })
-    .await
-    .unwrap();
+    wait_acknowledged(&carol, "carol's follow").await;
     // Alive and well: a new post reaches both followers.
     post(&a, "back again").await;
     for d in [&b, &c] {
@@ -144,7 +143,6 @@ async fn follow_push_catch_up_and_offline_follow() {
             of(&alice_id, &timeline(d).await)
                 .first()
                 .is_some_and(|p| p.1 == "back again")
-                .then_some(())
         })
         .await
         .unwrap();
@@ -222,11 +220,7 @@ async fn expired_posts_are_not_served_and_leave_timelines() {
     wait_registered(&b).await;
     let alice_id = a.author().to_string();
     assert!(bob.cli(&["follow", "alice"]).status.success());
-    wait_for(WAIT, "bob's follow to be acknowledged", || async {
-        (bob.cli_json(&["following"])[0]["pending"] == false).then_some(())
-    })
-    .await
-    .unwrap();
+    wait_acknowledged(&bob, "bob's follow").await;
     post(&a, "short-lived").await;
     wait_for(WAIT, "bob to receive it", || async {
         (!of(&alice_id, &timeline(&b).await).is_empty()).then_some(())
