@@ -231,7 +231,7 @@ impl Online {
                     from: peer,
                 })
                 .collect();
-            let ingest = self.intake.receive(s, arrivals, Transport::Sync);
+            let ingest = s.intake.receive(s, arrivals, Transport::Sync);
             match page_max {
                 // Ingest this page while the next one is on its way.
                 Some(m) if more && m > after_seq => {

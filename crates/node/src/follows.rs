@@ -174,7 +174,7 @@ impl Online {
         self.net.unsubscribe(key).await?;
         self.net.stop_providing(feed_key(&key)).await?;
         s.store.delete_posts_of(key).await?;
-        self.intake.forget(&key);
+        s.intake.forget(&key);
         s.follows.kick();
         Ok(FollowView {
             peer_id: key,

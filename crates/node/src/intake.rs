@@ -44,9 +44,9 @@ pub(crate) struct Intake {
 }
 
 impl Intake {
-    pub(crate) fn new(shared: &Shared) -> Self {
+    pub(crate) fn new(limits: starling_core::Limits) -> Self {
         Self {
-            checks: Checks::new(shared.config.limits),
+            checks: Checks::new(limits),
             feed_max: Mutex::new(HashMap::new()),
         }
     }

@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use starling_core::post::check_body;
 use starling_core::{
-    AuthorId, Handle, HandleError, Identity, Limits, Post, PostContent, PostError, PostRef,
-    SignatureError,
+    AuthorId, Channel, Handle, HandleError, Identity, Limits, Post, PostContent, PostError,
+    PostRef, SignatureError, Verdict,
 };
-use starling_net::{Net, NetConfig, NetError, NetEvent};
+use starling_net::{Net, NetConfig, NetError, NetEvent, PeerId};
 use starling_store::{Cursor, Inserted, Store, StoreConfig, StoreError};
 use thiserror::Error;
 use tokio::sync::{Mutex, broadcast, mpsc};
 
 use crate::clock::Clock;
 use crate::follows::Follows;
+use crate::intake::{Arrival, Intake, Transport};
 use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::profile::{Profile, ProfileError};
@@ -141,6 +142,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) tasks: Tasks,
     pub(crate) follows: Follows,
+    pub(crate) intake: Intake,
     events: broadcast::Sender<NodeEvent>,
     profile: RwLock<Profile>,
     /// Verified handles of other users, for display.
@@ -245,6 +247,7 @@ impl Node {
                 config.limits.max_post_lifetime_ms / 86_400_000
             )));
         }
+        let limits = config.limits;
         let store = Store::open(&profile.db_path(), config.store.clone())?;
         let me = profile.identity.author();
         let head = store.head(me).await?;
@@ -274,6 +277,7 @@ impl Node {
             config,
             metrics: Metrics::default(),
             follows: Follows::new(following),
+            intake: Intake::new(limits),
             names: RwLock::new(names),
         });
         let online = network(shared.clone())
@@ -343,6 +347,26 @@ impl Node {
             None => HandleState::Offline,
         }
     }
+    /// Runs posts received from elsewhere through the one intake, as the network's
+    /// transports do (as if `from` had sent them on `channel`): checks, counts,
+    /// stores and announces them. One verdict per post, in order. For benchmarks
+    /// and tools; gaps it reveals are left to the next catch-up.
+    pub async fn ingest(&self, from: PeerId, posts: Vec<(Vec<u8>, Channel)>) -> Vec<Verdict> {
+        let arrivals = posts
+            .into_iter()
+            .map(|(bytes, channel)| Arrival {
+                bytes,
+                channel,
+                from,
+            })
+            .collect();
+        self.shared
+            .intake
+            .receive(&self.shared, arrivals, Transport::Sync)
+            .await
+            .verdicts
+    }
+
     /// Background tasks running now (reaped as they end).
     pub fn tasks(&self) -> usize {
         self.shared.tasks.len()

@@ -1,5 +1,5 @@
 //! The node with a network: [`Online`] owns the [`Net`] handle and the networked
-//! subsystems (intake, handles, catch-up), dispatches [`NetEvent`]s to them, and
+//! subsystems (handles, catch-up), dispatches [`NetEvent`]s to them, and
 //! runs the periodic maintenance (announcements, follower discovery, reconnection).
 
 use std::collections::VecDeque;
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::catchup::CatchUp;
 use crate::handles::Handles;
-use crate::intake::{Arrival, Intake, Transport};
+use crate::intake::{Arrival, Transport};
 use crate::metrics::BAN_TIME;
 use crate::node::{NodeError, Shared};
 use crate::view::NetworkStatus;
@@ -26,7 +26,6 @@ const CATCH_UP_PER_ROUND: usize = 16;
 pub(crate) struct Online {
     pub(crate) shared: Arc<Shared>,
     pub(crate) net: Net,
-    pub(crate) intake: Intake,
     pub(crate) handles: Handles,
     pub(crate) catchup: CatchUp,
     /// Set once we announced ourselves to the network (at the first connection).
@@ -41,7 +40,6 @@ impl Online {
         events: mpsc::Receiver<NetEvent>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            intake: Intake::new(&shared),
             handles: Handles::new(),
             catchup: CatchUp::default(),
             announced: AtomicBool::new(false),
@@ -182,6 +180,7 @@ impl Online {
             })
             .collect();
         let outcome = self
+            .shared
             .intake
             .receive(&self.shared, arrivals, Transport::Gossip)
             .await;
