@@ -122,17 +122,19 @@ impl World {
         }
         true
     }
+    /// The online members other than `me`.
+    fn others(&self, me: PeerId) -> Vec<PeerId> {
+        self.members
+            .iter()
+            .filter(|(p, m)| **p != me && m.online)
+            .map(|(p, _)| *p)
+            .collect()
+    }
     fn disconnect(&mut self, peer: PeerId) {
         if let Some(m) = self.members.get_mut(&peer) {
             m.online = false;
         }
-        let others: Vec<PeerId> = self
-            .members
-            .iter()
-            .filter(|(p, m)| **p != peer && m.online)
-            .map(|(p, _)| *p)
-            .collect();
-        for o in others {
+        for o in self.others(peer) {
             self.deliver(&o, NetEvent::Disconnected { peer });
         }
     }
@@ -187,13 +189,7 @@ impl SimNetwork {
                     life,
                 },
             );
-            let others: Vec<PeerId> = w
-                .members
-                .iter()
-                .filter(|(p, m)| **p != peer && m.online)
-                .map(|(p, _)| *p)
-                .collect();
-            for o in others {
+            for o in w.others(peer) {
                 w.deliver(&peer, NetEvent::Connected { peer: o });
                 w.deliver(&o, NetEvent::Connected { peer });
             }
@@ -229,12 +225,7 @@ impl SimNetwork {
         let mut w = self.world();
         match cmd {
             Command::Status { reply } => {
-                let connected: Vec<PeerId> = w
-                    .members
-                    .iter()
-                    .filter(|(p, m)| **p != me && m.online)
-                    .map(|(p, _)| *p)
-                    .collect();
+                let connected = w.others(me);
                 let subscribed = w.topics.values().filter(|s| s.contains(&me)).count();
                 let _ = reply.send(NetStatus {
                     peer_id: me,

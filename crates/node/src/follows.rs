@@ -92,16 +92,16 @@ impl Follows {
 }
 
 impl Online {
-    /// Parses a follow target: a key (`12D3KooW...`) or a handle (`alice`, `@alice`).
+    /// Who a follow target names: a key (`12D3KooW...`) as it is, or a handle
+    /// (`alice`, `@alice`) resolved through the DHT (and pinned).
     async fn target(&self, target: &str) -> Result<(AuthorId, Option<String>), NodeError> {
-        let t = target.trim();
-        if let Ok(key) = t.parse::<AuthorId>() {
-            return Ok((key, self.shared.name_of(&key)));
+        match Target::parse(target)? {
+            Target::Key(key) => Ok((key, self.shared.name_of(&key))),
+            Target::Handle(handle) => {
+                let key = self.resolve(&handle).await?;
+                Ok((key, Some(handle.to_string())))
+            }
         }
-        let handle = Handle::parse(t.trim_start_matches('@'))
-            .map_err(|_| NodeError::BadTarget(t.to_string()))?;
-        let key = self.resolve(&handle).await?;
-        Ok((key, Some(handle.to_string())))
     }
 
     /// Follows a user by handle or key. Works while they are offline: the statement
@@ -134,31 +134,21 @@ impl Online {
                 online.learn_handle(key).await;
             }
         });
-        Ok(FollowView {
-            peer_id: key,
-            handle: s.name_of(&key),
-            fingerprint: key.fingerprint(),
-            since_ms: since,
-            pending: true,
-        })
+        Ok(FollowView::new(key, s.name_of(&key), since, true))
     }
 
     /// Unfollows: a signed unfollow statement (delivered like a follow), no more
     /// provider announcements, and their posts leave our store.
     pub(crate) async fn unfollow(&self, target: &str) -> Result<FollowView, NodeError> {
         let s = &self.shared;
-        let t = target.trim();
-        let key = match t.parse::<AuthorId>() {
-            Ok(k) => k,
-            Err(_) => {
-                let handle = Handle::parse(t.trim_start_matches('@'))
-                    .map_err(|_| NodeError::BadTarget(t.to_string()))?;
-                // Our pin decides who "@handle" is for us; no lookup needed.
-                s.store
-                    .pinned_key(handle.to_string())
-                    .await?
-                    .ok_or_else(|| NodeError::NotFollowing(format!("@{handle}")))?
-            }
+        let key = match Target::parse(target)? {
+            Target::Key(k) => k,
+            // Our pin decides who "@handle" is for us; no lookup needed.
+            Target::Handle(handle) => s
+                .store
+                .pinned_key(handle.to_string())
+                .await?
+                .ok_or_else(|| NodeError::NotFollowing(format!("@{handle}")))?,
         };
         if !s.follows.contains(&key) {
             return Err(NodeError::NotFollowing(
@@ -176,13 +166,7 @@ impl Online {
         s.store.delete_posts_of(key).await?;
         s.intake.forget(&key);
         s.follows.kick();
-        Ok(FollowView {
-            peer_id: key,
-            handle: s.name_of(&key),
-            fingerprint: key.fingerprint(),
-            since_ms: since,
-            pending: true,
-        })
+        Ok(FollowView::new(key, s.name_of(&key), since, true))
     }
 
     fn sign_follow(
@@ -221,13 +205,8 @@ impl Online {
             let since_ms = st.ts.millis();
             s.tasks.spawn(async move {
                 let handle = online.learn_handle(follower).await;
-                online.shared.announce(NodeEvent::Follower(FollowView {
-                    peer_id: follower,
-                    handle,
-                    fingerprint: follower.fingerprint(),
-                    since_ms,
-                    pending: false,
-                }));
+                let view = FollowView::new(follower, handle, since_ms, false);
+                online.shared.announce(NodeEvent::Follower(view));
             });
         }
         Ok(new)
@@ -388,6 +367,24 @@ impl Online {
                 }
             }
         }
+    }
+}
+
+/// What a follow or unfollow names.
+enum Target {
+    Key(AuthorId),
+    Handle(Handle),
+}
+
+impl Target {
+    fn parse(target: &str) -> Result<Self, NodeError> {
+        let t = target.trim();
+        if let Ok(key) = t.parse::<AuthorId>() {
+            return Ok(Target::Key(key));
+        }
+        Handle::parse(t.trim_start_matches('@'))
+            .map(Target::Handle)
+            .map_err(|_| NodeError::BadTarget(t.to_string()))
     }
 }
 

@@ -584,12 +584,15 @@ impl Node {
             .following(true)
             .await?
             .into_iter()
-            .map(|r| FollowView {
-                peer_id: r.statement.followee,
-                handle: s.name_of(&r.statement.followee).or(r.handle),
-                fingerprint: r.statement.followee.fingerprint(),
-                since_ms: r.statement.ts.millis(),
-                pending: r.delivered_at.is_none(),
+            .map(|r| {
+                let who = r.statement.followee;
+                let handle = s.name_of(&who).or(r.handle);
+                FollowView::new(
+                    who,
+                    handle,
+                    r.statement.ts.millis(),
+                    r.delivered_at.is_none(),
+                )
             })
             .collect())
     }
@@ -601,12 +604,9 @@ impl Node {
             .followers(true)
             .await?
             .into_iter()
-            .map(|r| FollowView {
-                peer_id: r.statement.follower,
-                handle: s.name_of(&r.statement.follower),
-                fingerprint: r.statement.follower.fingerprint(),
-                since_ms: r.statement.ts.millis(),
-                pending: false,
+            .map(|r| {
+                let who = r.statement.follower;
+                FollowView::new(who, s.name_of(&who), r.statement.ts.millis(), false)
             })
             .collect())
     }

@@ -18,6 +18,27 @@ use crate::metrics::BAN_TIME;
 use crate::node::{NodeError, Shared};
 use crate::view::NetworkStatus;
 
+/// A gossip message: its id, the peer it came from, its topic's author, its bytes.
+type Gossip = (starling_net::MessageId, PeerId, AuthorId, Vec<u8>);
+
+/// An event, with gossip (which the node takes in batches) set apart.
+enum Sorted {
+    Gossip(Gossip),
+    Other(NetEvent),
+}
+
+fn sort(ev: NetEvent) -> Sorted {
+    match ev {
+        NetEvent::Gossip {
+            id,
+            source,
+            topic_author,
+            data,
+        } => Sorted::Gossip((id, source, topic_author, data)),
+        other => Sorted::Other(other),
+    }
+}
+
 /// Gossip messages validated together (one batch verification, one transaction).
 const GOSSIP_BATCH: usize = 256;
 /// Followed authors caught up with per maintenance round.
@@ -98,24 +119,14 @@ impl Online {
                     None => return,
                 },
             };
-            match ev {
-                NetEvent::Gossip {
-                    id,
-                    source,
-                    topic_author,
-                    data,
-                } => {
-                    let mut batch = vec![(id, source, topic_author, data)];
+            let ev = match sort(ev) {
+                Sorted::Gossip(first) => {
+                    let mut batch = vec![first];
                     // Take whatever else is queued, up to a batch; keep the rest in order.
                     while batch.len() < GOSSIP_BATCH {
-                        match events.try_recv() {
-                            Ok(NetEvent::Gossip {
-                                id,
-                                source,
-                                topic_author,
-                                data,
-                            }) => batch.push((id, source, topic_author, data)),
-                            Ok(other) => {
+                        match events.try_recv().map(sort) {
+                            Ok(Sorted::Gossip(g)) => batch.push(g),
+                            Ok(Sorted::Other(other)) => {
                                 backlog.push_back(other);
                                 break;
                             }
@@ -123,7 +134,12 @@ impl Online {
                         }
                     }
                     self.on_gossip(batch).await;
+                    continue;
                 }
+                Sorted::Other(ev) => ev,
+            };
+            match ev {
+                NetEvent::Gossip { .. } => {}
                 NetEvent::SyncRequest {
                     peer,
                     request,

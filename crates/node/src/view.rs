@@ -123,6 +123,18 @@ pub struct FollowView {
     pub pending: bool,
 }
 
+impl FollowView {
+    pub fn new(peer_id: AuthorId, handle: Option<String>, since_ms: u64, pending: bool) -> Self {
+        Self {
+            fingerprint: peer_id.fingerprint(),
+            peer_id,
+            handle,
+            since_ms,
+            pending,
+        }
+    }
+}
+
 /// The network part of `status`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NetworkStatus {

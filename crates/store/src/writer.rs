@@ -77,28 +77,36 @@ pub(crate) fn run_inline<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    match f(conn) {
-        Ok(v) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    guarded(conn, ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"], f)
 }
 
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    guarded(
+        conn,
+        [
+            "SAVEPOINT job",
+            "RELEASE job",
+            "ROLLBACK TO job; RELEASE job",
+        ],
+        f,
+    )
+}
+
+/// Runs `f` between `begin` and `commit`, or `undo` when it fails.
+fn guarded<T>(
+    conn: &Connection,
+    [begin, commit, undo]: [&str; 3],
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    conn.execute_batch(begin)?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.execute_batch(commit)?;
             Ok(v)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            // The job's own error is what the caller needs to hear.
+            let _ = conn.execute_batch(undo);
             Err(e)
         }
     }

@@ -235,9 +235,11 @@ async fn check_expiry(w: &World, author: AuthorId) -> Result<(), String> {
     Ok(())
 }
 
-/// Push and pull under loss, duplication, reordering, follower crashes and clock
-/// jumps: one author, three followers.
-async fn push_and_pull(seed: u64) -> Result<String, (String, String)> {
+/// Push and pull under loss, duplication, reordering, crashes and clock jumps:
+/// one author, three followers; with `author_crashes`, the author crashes and comes
+/// back too, and followers fill what they missed from each other (the feed's
+/// providers) and from the author when it returns.
+async fn churn(seed: u64, author_crashes: bool) -> Result<String, (String, String)> {
     let mut w = World::new(seed, 4, DAY);
     for i in 0..4 {
         w.start(i).await;
@@ -246,25 +248,17 @@ async fn push_and_pull(seed: u64) -> Result<String, (String, String)> {
     let f = random_faults(&mut w);
     w.set_faults(f);
     for _ in 0..30 {
-        step(&mut w, false).await;
+        step(&mut w, author_crashes).await;
     }
     settle_and_check(w, &[1, 2, 3]).await
 }
 
-/// The author crashes and comes back too: followers fill what they missed from
-/// each other (the feed's providers) and from the author when it returns.
+async fn push_and_pull(seed: u64) -> Result<String, (String, String)> {
+    churn(seed, false).await
+}
+
 async fn author_churn(seed: u64) -> Result<String, (String, String)> {
-    let mut w = World::new(seed, 4, DAY);
-    for i in 0..4 {
-        w.start(i).await;
-    }
-    follow_author(&mut w, &[1, 2, 3]).await;
-    let f = random_faults(&mut w);
-    w.set_faults(f);
-    for _ in 0..30 {
-        step(&mut w, true).await;
-    }
-    settle_and_check(w, &[1, 2, 3]).await
+    churn(seed, true).await
 }
 
 /// Followers follow while the author is offline; one joins late and catches up
