@@ -4,10 +4,19 @@
 //! Signature input: `domain || version || content`, where the domain
 //! (e.g. `starling/post`) keeps a signature for one kind of record from ever being
 //! valid for another. The wire bytes are kept, so records are forwarded unchanged.
+//!
+//! The validity rule (`docs/wire-format.md`, "Signature validity") is Ed25519 with
+//! the cofactored equation, canonical encodings and no small-order key or `R`. One
+//! record checked alone and the same record checked inside any batch always get the
+//! same answer: every node accepts exactly the same set of records.
 
 use std::ops::Deref;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use sha2::{Digest, Sha512};
 use thiserror::Error;
 
 use crate::encoding::{DecodeError, Reader, Writer};
@@ -101,44 +110,48 @@ impl<T: SignedContent> Signed<T> {
         })
     }
 
-    /// Checks the signature (strict Ed25519: no malleable or small-order forms).
+    /// Checks the signature under Starling's one rule ([`check_one`]): the same
+    /// answer [`Signed::verify_many`] gives for this record in any batch.
     pub fn verify(&self) -> Result<(), SignatureError> {
-        let bad = || SignatureError::BadSignature {
-            signer: *self.content.signer(),
-        };
-        let key = self.content.signer().verifying_key().map_err(|_| bad())?;
-        key.verify_strict(
+        if check_one(
+            self.content.signer().as_bytes(),
+            &self.signature,
             &self.signing_input(),
-            &Signature::from_bytes(&self.signature),
-        )
-        .map_err(|_| bad())
+        ) {
+            Ok(())
+        } else {
+            Err(SignatureError::BadSignature {
+                signer: *self.content.signer(),
+            })
+        }
     }
 
-    /// Verifies many signatures at once (about twice as fast as one by one); when
-    /// the batch fails, falls back to checking each so the bad ones are named.
-    /// Returns one result per record, in order.
+    /// Verifies many signatures at once (about three times as fast as one by one
+    /// for a batch of 256). One result per record, in order, always exactly what
+    /// [`Signed::verify`] answers for that record: the batch equation is the
+    /// cofactored one, so no small-order component can pass in a batch and fail
+    /// alone (or the reverse). Records whose encodings fail the rule are refused
+    /// before the batch; when the batch of the others fails, each is checked alone so
+    /// the bad ones are named.
     pub fn verify_many(records: &[Self]) -> Vec<bool> {
-        if records.len() < 2 {
-            return records.iter().map(|r| r.verify().is_ok()).collect();
-        }
-        let inputs: Vec<Vec<u8>> = records.iter().map(|r| r.signing_input()).collect();
-        let keys: Option<Vec<VerifyingKey>> = records
+        let parts: Vec<Option<Parts>> = records
             .iter()
-            .map(|r| r.content.signer().verifying_key().ok())
+            .map(|r| {
+                Parts::new(
+                    r.content.signer().as_bytes(),
+                    &r.signature,
+                    &r.signing_input(),
+                )
+            })
             .collect();
-        if let Some(keys) = keys {
-            let msgs: Vec<&[u8]> = inputs.iter().map(|v| v.as_slice()).collect();
-            let sigs: Vec<Signature> = records
-                .iter()
-                .map(|r| Signature::from_bytes(&r.signature))
-                .collect();
-            if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-                // Weak (small-order) keys, the case where batch and strict checks
-                // differ, never get this far: `verifying_key` refuses them.
-                return vec![true; records.len()];
-            }
+        let decoded: Vec<&Parts> = parts.iter().flatten().collect();
+        if batch_holds(&decoded) {
+            return parts.iter().map(Option::is_some).collect();
         }
-        records.iter().map(|r| r.verify().is_ok()).collect()
+        parts
+            .iter()
+            .map(|p| p.as_ref().is_some_and(Parts::holds))
+            .collect()
     }
 
     pub fn content(&self) -> &T {
@@ -171,4 +184,133 @@ fn signing_input<T: SignedContent>(unsigned: &[u8]) -> Vec<u8> {
     v.extend_from_slice(T::DOMAIN);
     v.extend_from_slice(unsigned);
     v
+}
+
+/// A signature's decoded parts: everything checked but the equation.
+struct Parts {
+    /// The signer's key `A`.
+    a: EdwardsPoint,
+    /// The key's 32 bytes (keys repeat within a batch: one point per key).
+    a_bytes: [u8; 32],
+    r: EdwardsPoint,
+    r_bytes: [u8; 32],
+    s: Scalar,
+    /// `k = SHA-512(R || A || input) mod l`.
+    k: Scalar,
+}
+
+impl Parts {
+    /// `None` when the key or `R` is not the canonical encoding of a point, or is
+    /// of small order, or `s` is not below the group order `l`.
+    fn new(key: &[u8; 32], signature: &[u8; SIGNATURE_LEN], input: &[u8]) -> Option<Self> {
+        let (r_bytes, s_bytes) = signature.split_at(32);
+        let s = Option::from(Scalar::from_canonical_bytes(
+            s_bytes.try_into().expect("32 bytes"),
+        ))?;
+        let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 bytes");
+        let a = point(key)?;
+        let r = point(&r_bytes)?;
+        let mut h = Sha512::new();
+        h.update(r_bytes);
+        h.update(key);
+        h.update(input);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        Some(Self {
+            a,
+            a_bytes: *key,
+            r,
+            r_bytes,
+            s,
+            k,
+        })
+    }
+
+    /// The cofactored equation `[8]([s]B - R - [k]A) = 0`.
+    fn holds(&self) -> bool {
+        let sb_minus_ka =
+            EdwardsPoint::vartime_double_scalar_mul_basepoint(&self.k, &-self.a, &self.s);
+        (sb_minus_ka - self.r).mul_by_cofactor().is_identity()
+    }
+}
+
+/// The point a key or `R` encodes, if the encoding is canonical (`y < p`) and the
+/// point is not of small order. (The other non-canonical form, `x = 0` with the sign
+/// bit set, is only possible for `y = ±1`: both small-order points.)
+fn point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    // p = 2^255 - 19: y >= p exactly when y's bytes (little-endian, top bit cleared)
+    // are ed ff .. ff 7f or above.
+    let y_at_least_p =
+        bytes[0] >= 0xed && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[31] & 0x7f == 0x7f;
+    if y_at_least_p {
+        return None;
+    }
+    let p = CompressedEdwardsY(*bytes).decompress()?;
+    (!p.is_small_order()).then_some(p)
+}
+
+/// Starling's signature rule for one signature (see the module docs).
+fn check_one(key: &[u8; 32], signature: &[u8; SIGNATURE_LEN], input: &[u8]) -> bool {
+    Parts::new(key, signature, input).is_some_and(|p| p.holds())
+}
+
+/// Whether all of `parts` satisfy their equations, checked as one random linear
+/// combination: `[8](sum z_i ([s_i]B - R_i - [k_i]A_i)) = 0`. The weights `z_i` (128
+/// bits) are derived from a hash of the whole batch, so the answer is deterministic
+/// and a batch with a false equation passes only with probability about 2^-128. The
+/// factor 8 removes every small-order component, so this is exactly the
+/// conjunction of [`Parts::holds`] (up to that probability), never more or less.
+fn batch_holds(parts: &[&Parts]) -> bool {
+    match parts {
+        [] => return true,
+        [one] => return one.holds(),
+        _ => {}
+    }
+    let mut transcript = Sha512::new();
+    transcript.update(b"starling/batch-verify");
+    for p in parts {
+        transcript.update(p.r_bytes);
+        transcript.update(p.a_bytes);
+        transcript.update(p.k.as_bytes());
+        transcript.update(p.s.as_bytes());
+    }
+    let seed = transcript.finalize();
+    let mut b_coefficient = Scalar::ZERO;
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(2 * parts.len() + 1);
+    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(2 * parts.len() + 1);
+    // One term per distinct key: its weights add up.
+    let mut key_terms: Vec<([u8; 32], EdwardsPoint, Scalar)> = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let z = weight(&seed, i);
+        b_coefficient += z * p.s;
+        scalars.push(-z);
+        points.push(p.r);
+        let zk = z * p.k;
+        match key_terms
+            .iter_mut()
+            .find(|(bytes, _, _)| *bytes == p.a_bytes)
+        {
+            Some((_, _, sum)) => *sum -= zk,
+            None => key_terms.push((p.a_bytes, p.a, -zk)),
+        }
+    }
+    for (_, a, sum) in key_terms {
+        scalars.push(sum);
+        points.push(a);
+    }
+    scalars.push(b_coefficient);
+    points.push(ED25519_BASEPOINT_POINT);
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// The `i`-th 128-bit weight of a batch.
+fn weight(seed: &[u8], i: usize) -> Scalar {
+    let mut h = Sha512::new();
+    h.update(seed);
+    h.update((i as u64).to_be_bytes());
+    let out = h.finalize();
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(&out[..16]);
+    Scalar::from_bytes_mod_order(bytes)
 }
