@@ -12,6 +12,7 @@
 //!    the same batch).
 //!
 //! [`Intake::check`] runs both for callers whose holdings are at hand.
+//! [`Refusal::blame`] says who a refusal is held against.
 
 use std::collections::HashMap;
 
@@ -76,15 +77,40 @@ impl Refusal {
         }
     }
 
-    /// Whether the sender is at fault. Honest peers can send what is refused without
-    /// fault (a post that expired in flight; a post of an author we just unfollowed):
-    /// that is ignored, not held against them. Everything else is a strike.
-    pub fn is_fault(&self) -> bool {
-        !matches!(
-            self,
-            Refusal::Post(PostError::Expired { .. }) | Refusal::NotFollowed(_)
-        )
+    /// Who is to blame for what was refused.
+    pub fn blame(&self) -> Blame {
+        match self {
+            // Honest peers send these: a post that expired in flight, a post of an
+            // author just unfollowed, a post from a clock a little ahead of ours
+            // (fetched again once our clock has caught up).
+            Refusal::Post(PostError::Expired { .. }) | Refusal::NotFollowed(_) => Blame::Nobody,
+            Refusal::Post(PostError::FromFuture { ahead_ms, .. })
+                if *ahead_ms <= SLIGHTLY_AHEAD_MS =>
+            {
+                Blame::Nobody
+            }
+            // Both versions are validly signed by the author: whoever forwarded the
+            // one we did not see first did nothing wrong.
+            Refusal::Post(PostError::Equivocation { .. }) => Blame::Author,
+            _ => Blame::Sender,
+        }
     }
+}
+
+/// How far ahead of our clock a post may be and still be only "early": ignored, not
+/// held against anyone (clocks of honest machines are off by this much at times).
+pub const SLIGHTLY_AHEAD_MS: u64 = 10 * 60 * 1000;
+
+/// Who a refusal is held against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The peer that sent it (a strike; gossip: Reject).
+    Sender,
+    /// The post's author, who signed two versions of one seq (gossip: Ignore, the
+    /// forwarder is innocent).
+    Author,
+    /// Nobody: it happens between honest peers (gossip: Ignore).
+    Nobody,
 }
 
 /// The intake's answer for one post.

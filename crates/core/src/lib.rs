@@ -32,7 +32,7 @@ pub use follow::{FollowContent, FollowError, FollowStatement};
 pub use handle::{Handle, HandleError};
 pub use hlc::{Hlc, Timestamp};
 pub use identity::{AuthorId, Identity, KeyError};
-pub use intake::{Channel, Holdings, Intake, Refusal, Verdict};
+pub use intake::{Blame, Channel, Holdings, Intake, Refusal, Verdict};
 pub use limits::Limits;
 pub use post::{Post, PostContent, PostError, PostRef};
 pub use records::{NameClaim, NameClaimContent, ProfileContent, ProfileRecord, RecordError};

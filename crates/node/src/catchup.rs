@@ -22,6 +22,9 @@ use crate::online::Online;
 
 /// Providers asked at once when the author is unreachable.
 const PROVIDER_FANOUT: usize = 3;
+/// Providers tried at most, a group at a time, until one answers (a DHT node keeps
+/// up to 64 providers per feed).
+const PROVIDERS_TRIED: usize = 64;
 /// How long one sync request may take.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -78,7 +81,7 @@ impl Online {
             Ok(a) => a,
             Err(_) => {
                 let why = Refusal::BadSyncRequest("author is not a valid key");
-                s.metrics.refused(&why, None);
+                s.metrics.refused(&why, None, None);
                 return SyncResponse::Error {
                     message: "author is not a valid key".into(),
                 };
@@ -136,9 +139,8 @@ impl Online {
     }
 
     async fn catch_up_round(&self, author: AuthorId, hint: Option<PeerId>) {
-        let after = match self.shared.store.following_of(author).await {
-            Ok(Some(row)) => row.synced_seq,
-            _ => return,
+        let Some(after) = self.position(author).await else {
+            return;
         };
         let me = self.net.local_peer_id();
         let author_peer = author.peer_id();
@@ -147,11 +149,18 @@ impl Online {
         if let Some(h) = hint.filter(|h| *h != author_peer && *h != me) {
             first.push(h);
         }
-        for peer in first {
-            if let Ok(n) = self.sync_from(peer, author, after).await {
-                tracing::debug!(%author, %peer, new = n, "caught up");
+        for peer in &first {
+            let Ok(n) = self.sync_from(*peer, author, after).await else {
+                continue;
+            };
+            tracing::debug!(%author, %peer, new = n, "caught up");
+            // The author's answer is the whole feed. Another peer's only counts when
+            // it left no gap: an empty or gapped answer (a peer that lacks posts, or
+            // hides them) sends the request on to other sources.
+            if *peer == author_peer || !self.gap_remains(author).await {
                 return;
             }
+            tracing::debug!(%author, %peer, "the answer left a gap; asking other sources");
         }
         // The author is away: ask the providers of the feed (its followers).
         let providers = match self.net.providers(feed_key(&author)).await {
@@ -163,12 +172,37 @@ impl Online {
         };
         let candidates: Vec<PeerId> = providers
             .into_iter()
-            .filter(|p| *p != author_peer && *p != me)
-            .take(PROVIDER_FANOUT)
+            .filter(|p| *p != me && !first.contains(p))
+            .take(PROVIDERS_TRIED)
             .collect();
-        let results = join_all(candidates.iter().map(|p| self.sync_from(*p, author, after))).await;
-        let new: usize = results.iter().filter_map(|r| r.as_ref().ok()).sum();
-        tracing::debug!(%author, providers = candidates.len(), new, "caught up from providers");
+        let after = self.position(author).await.unwrap_or(after);
+        // Fake providers (unreachable, or not Starling nodes) may outnumber the
+        // genuine ones: ask the next few until one of a group answers.
+        for group in candidates.chunks(PROVIDER_FANOUT) {
+            let results = join_all(group.iter().map(|p| self.sync_from(*p, author, after))).await;
+            let new: usize = results.iter().filter_map(|r| r.as_ref().ok()).sum();
+            tracing::debug!(%author, providers = group.len(), new, "caught up from providers");
+            if results.iter().any(Result::is_ok) {
+                break;
+            }
+        }
+    }
+
+    /// Our position in `author`'s feed: every seq up to it is held (or expired).
+    async fn position(&self, author: AuthorId) -> Option<u64> {
+        match self.shared.store.following_of(author).await {
+            Ok(Some(row)) => Some(row.synced_seq),
+            _ => None,
+        }
+    }
+
+    /// Whether we hold a post of `author` beyond a missing one.
+    async fn gap_remains(&self, author: AuthorId) -> bool {
+        self.shared
+            .store
+            .advance_synced_seq(author)
+            .await
+            .is_ok_and(|(synced, max)| synced < max)
     }
 
     async fn fetch(

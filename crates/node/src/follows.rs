@@ -229,7 +229,7 @@ impl Online {
                     Ok(_) => SocialResponse::Accepted,
                     Err(why) => {
                         if let FollowRefusal::Invalid(r) = &why {
-                            s.metrics.refused(r, None);
+                            s.metrics.refused(r, None, None);
                         } else {
                             s.metrics.inc("rejected.bad_follow");
                         }

@@ -8,10 +8,12 @@
 //! It owns the newest seq held per author (`feed_max`), which lets new posts (the
 //! usual case) pass without a database read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use starling_core::{AuthorId, Channel, Intake as Checks, PostRef, Refusal, Verdict};
+use starling_core::{
+    AuthorId, Channel, Intake as Checks, Post, PostError, PostRef, Refusal, Verdict,
+};
 use starling_net::PeerId;
 use starling_store::Inserted;
 
@@ -89,11 +91,8 @@ impl Intake {
         } else {
             shared.store.posts_raw(maybe_held).await
         };
-        let mut settled = match held {
-            Ok(held) => self
-                .checks
-                .settle(screened, |id| held.get(id).map(|v| v.as_slice()))
-                .into_iter(),
+        let held = match held {
+            Ok(held) => held,
             Err(e) => {
                 // Cannot tell a second version from a new post: take none of them now
                 // (catch-up fetches them again), and blame nobody.
@@ -106,20 +105,41 @@ impl Intake {
                 };
             }
         };
+        let mut settled = self
+            .checks
+            .settle(screened, |id| held.get(id).map(|v| v.as_slice()))
+            .into_iter();
         let verdicts: Vec<Verdict> = verdicts
             .into_iter()
             .map(|v| v.unwrap_or_else(|| settled.next().expect("one verdict per screened post")))
             .collect();
 
         let mut to_ban = Vec::new();
-        let mut fresh = Vec::new();
-        let mut shown_by: HashMap<AuthorId, PeerId> = HashMap::new();
+        let mut fresh: Vec<Post> = Vec::new();
+        let mut proofs = Vec::new();
+        // Ordered, so gaps are reported in the same order every time.
+        let mut shown_by: BTreeMap<AuthorId, PeerId> = BTreeMap::new();
         for (a, v) in batch.iter().zip(&verdicts) {
             match v {
                 Verdict::Refused(why) => {
-                    if shared.metrics.refused(why, Some(a.from)) {
-                        to_ban.push(a.from);
+                    if let Refusal::Post(PostError::Equivocation { author, seq }) = why {
+                        let id = PostRef {
+                            author: *author,
+                            seq: *seq,
+                        };
+                        // The version we saw first: held, or earlier in this batch.
+                        let first = held.get(&id).cloned().or_else(|| {
+                            fresh
+                                .iter()
+                                .find(|p| p.id() == id)
+                                .map(|p| p.as_bytes().to_vec())
+                        });
+                        if let Some(first) = first {
+                            proofs.push((id, first, a.bytes.clone()));
+                        }
                     }
+                    let author = Some(a.channel.author());
+                    to_ban.extend(shared.metrics.refused(why, Some(a.from), author));
                 }
                 Verdict::Duplicate(_) => shared.metrics.inc("received.duplicate"),
                 Verdict::Fresh(p) => {
@@ -127,6 +147,9 @@ impl Intake {
                     fresh.push(p.clone());
                 }
             }
+        }
+        for (id, first, second) in proofs {
+            flag(shared, id, first, second, now).await;
         }
         let (stored, positions) = self.store(shared, fresh, transport).await;
         let gaps = positions
@@ -151,16 +174,17 @@ impl Intake {
     async fn store(
         &self,
         shared: &Shared,
-        posts: Vec<starling_core::Post>,
+        posts: Vec<Post>,
         transport: Transport,
     ) -> (usize, Vec<(AuthorId, u64, u64)>) {
         if posts.is_empty() {
             return (0, Vec::new());
         }
         let now = shared.clock.now_ms();
-        let skew = shared.config.limits.max_future_skew_ms;
         for p in &posts {
-            let _ = shared.clock.observe(p.ts, skew);
+            // A received stamp moves our clock on only when it is barely ahead: a
+            // clock pulled far ahead would stamp our posts ahead of everyone's.
+            let _ = shared.clock.observe(p.ts, OBSERVE_AHEAD_MS);
         }
         let (outcome, positions) = match shared.store.insert_received(posts.clone(), now).await {
             Ok(o) => o,
@@ -185,12 +209,14 @@ impl Intake {
                 Inserted::Duplicate => shared.metrics.inc("received.duplicate"),
                 // Two batches raced with two versions of one post: the store kept
                 // the first; the second is the same refusal the checks give.
-                Inserted::Conflict(_) => {
-                    let why = Refusal::Post(starling_core::PostError::Equivocation {
+                Inserted::Conflict(held) => {
+                    let why = Refusal::Post(PostError::Equivocation {
                         author: post.author,
                         seq: post.seq,
                     });
-                    shared.metrics.refused(&why, None);
+                    shared.metrics.refused(&why, None, Some(post.author));
+                    let (first, second) = (held.as_bytes().to_vec(), post.as_bytes().to_vec());
+                    flag(shared, post.id(), first, second, now).await;
                 }
             }
         }
@@ -204,6 +230,25 @@ impl Intake {
             .lock()
             .expect("feed_max poisoned")
             .remove(author);
+    }
+}
+
+/// How far ahead of our clock a received timestamp may be and still move it on.
+const OBSERVE_AHEAD_MS: u64 = 1_000;
+
+/// Keeps the proof that an author signed two versions of one seq; the author is
+/// flagged in `status` from then on.
+async fn flag(shared: &Shared, id: PostRef, first: Vec<u8>, second: Vec<u8>, now: u64) {
+    match shared
+        .store
+        .record_equivocation(id.author, id.seq, first, second, now)
+        .await
+    {
+        Ok(true) => {
+            tracing::warn!(author = %id.author, seq = id.seq, "equivocation: the author signed two posts with one seq; flagged");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot keep an equivocation proof"),
     }
 }
 

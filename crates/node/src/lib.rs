@@ -40,4 +40,6 @@ pub use profile::{Endpoint, Profile, ProfileDir, ProfileError};
 pub use starling_core::{AuthorId, PostError};
 pub use starling_net::{Multiaddr, NetConfig};
 pub use starling_store::Cursor;
-pub use view::{FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI};
+pub use view::{
+    FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI,
+};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use starling_core::Refusal;
+use starling_core::{AuthorId, Blame, Refusal};
 use starling_net::PeerId;
 use tokio::time::Instant;
 
@@ -39,21 +39,28 @@ impl Metrics {
         self.add(key, 1);
     }
 
-    /// Counts a refused input under `rejected.<code>` (the sender is at fault) or
-    /// `ignored.<code>`. Returns whether `peer`, when named, has now earned a ban.
-    pub fn refused(&self, why: &Refusal, peer: Option<PeerId>) -> bool {
-        if !why.is_fault() {
-            self.add_keyed("ignored.", why.code());
-            return false;
-        }
-        self.add_keyed("rejected.", why.code());
-        match peer {
-            Some(peer) => {
-                tracing::info!(%peer, reason = why.code(), error = %why, "refused an input");
-                self.strike(peer)
+    /// Counts a refused input under `rejected.<code>` (someone is to blame) or
+    /// `ignored.<code>`, and strikes whoever is to blame: the peer that sent it
+    /// (`sender`, when known) or, for an equivocation, the post's author. Returns
+    /// the peer that has now earned a ban, if any.
+    pub fn refused(
+        &self,
+        why: &Refusal,
+        sender: Option<PeerId>,
+        author: Option<AuthorId>,
+    ) -> Option<PeerId> {
+        let to_strike = match why.blame() {
+            Blame::Nobody => {
+                self.add_keyed("ignored.", why.code());
+                return None;
             }
-            None => false,
-        }
+            Blame::Sender => sender,
+            Blame::Author => author.map(|a| a.peer_id()),
+        };
+        self.add_keyed("rejected.", why.code());
+        let peer = to_strike?;
+        tracing::info!(%peer, reason = why.code(), error = %why, "refused an input");
+        self.strike(peer).then_some(peer)
     }
 
     fn add_keyed(&self, prefix: &'static str, code: &'static str) {

@@ -25,7 +25,9 @@ use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::profile::{Profile, ProfileError};
 use crate::tasks::Tasks;
-use crate::view::{ClockStatus, FollowView, HandleState, PostView, Status, TimelinePage, WhoAmI};
+use crate::view::{
+    ClockStatus, FlaggedAuthor, FollowView, HandleState, PostView, Status, TimelinePage, WhoAmI,
+};
 
 /// How a node runs; the defaults are what `starling up` uses.
 #[derive(Debug, Clone)]
@@ -486,6 +488,18 @@ impl Node {
         let (stored, live) = s.store.post_counts(s.clock.now_ms()).await?;
         let followers = s.store.followers(true).await?.len() as u64;
         let outbox_pending = s.store.outbox_len().await?;
+        let flagged = s
+            .store
+            .equivocators()
+            .await?
+            .into_iter()
+            .map(|e| FlaggedAuthor {
+                peer_id: e.author,
+                handle: s.name_of(&e.author),
+                proofs: e.proofs,
+                first_seq: e.first_seq,
+            })
+            .collect();
         let network = match &self.online {
             Some(o) => Some(o.network_status().await?),
             None => None,
@@ -514,6 +528,7 @@ impl Node {
                 .into_iter()
                 .filter(|(k, _)| !k.starts_with("rejected."))
                 .collect(),
+            flagged,
             network,
         })
     }

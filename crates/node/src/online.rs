@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use starling_core::records::feed_key;
-use starling_core::{AuthorId, Channel, Post, Verdict};
+use starling_core::{AuthorId, Blame, Channel, Post, Verdict};
 use starling_net::{MessageAcceptance, Net, NetEvent, PeerId};
 use tokio::sync::mpsc;
 
@@ -202,7 +202,9 @@ impl Online {
             .await;
         for (i, (id, source)) in ids.into_iter().enumerate() {
             let acceptance = match outcome.verdicts.get(i) {
-                Some(Verdict::Refused(why)) if why.is_fault() => MessageAcceptance::Reject,
+                Some(Verdict::Refused(why)) if why.blame() == Blame::Sender => {
+                    MessageAcceptance::Reject
+                }
                 Some(Verdict::Refused(_)) | None => MessageAcceptance::Ignore,
                 Some(_) => MessageAcceptance::Accept,
             };

@@ -179,6 +179,21 @@ pub struct Status {
     pub rejected: BTreeMap<String, u64>,
     /// Other counted events (posts received by gossip and sync, ignored messages, ...).
     pub counters: BTreeMap<String, u64>,
+    /// Followed authors caught signing two different posts with one seq (the proofs
+    /// are kept); their first version stays, the other is refused.
+    pub flagged: Vec<FlaggedAuthor>,
     /// `None` when the node runs without network.
     pub network: Option<NetworkStatus>,
+}
+
+/// An author with proof of equivocation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct FlaggedAuthor {
+    #[schema(value_type = String)]
+    pub peer_id: AuthorId,
+    pub handle: Option<String>,
+    /// Seqs proven signed twice (proofs kept, at most a few).
+    pub proofs: u64,
+    /// The lowest such seq.
+    pub first_seq: u64,
 }

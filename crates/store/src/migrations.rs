@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_posts.sql")),
     (2, include_str!("../migrations/0002_social.sql")),
     (3, include_str!("../migrations/0003_dht.sql")),
+    (4, include_str!("../migrations/0004_equivocations.sql")),
 ];
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {

@@ -332,3 +332,105 @@ impl Store {
         .await
     }
 }
+
+/// Proofs kept per author: enough to show anyone, few enough that an author
+/// equivocating without end cannot fill the store.
+pub const PROOFS_PER_AUTHOR: u64 = 8;
+
+/// An author known to have signed two versions of one seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Equivocator {
+    pub author: AuthorId,
+    /// Proofs held (at most [`PROOFS_PER_AUTHOR`]).
+    pub proofs: u64,
+    /// The lowest seq proven twice signed.
+    pub first_seq: u64,
+}
+
+impl Store {
+    /// Keeps the proof that `author` signed both `first` and `second` as its post
+    /// `seq`. Returns whether it was kept (not already held, and the author has
+    /// fewer than [`PROOFS_PER_AUTHOR`] proofs).
+    pub async fn record_equivocation(
+        &self,
+        author: AuthorId,
+        seq: u64,
+        first: Vec<u8>,
+        second: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<bool> {
+        self.write_relaxed(move |c| {
+            let held: u64 =
+                c.prepare_cached("SELECT count(*) FROM equivocations WHERE author = ?1")?
+                    .query_row([author.as_bytes()], |r| r.get::<_, i64>(0))? as u64;
+            if held >= PROOFS_PER_AUTHOR {
+                return Ok(false);
+            }
+            let n = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO equivocations (author, seq, first, second, seen_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(rusqlite::params![
+                    author.as_bytes(),
+                    seq as i64,
+                    first,
+                    second,
+                    now_ms as i64
+                ])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Authors with proofs of equivocation, in key order.
+    pub async fn equivocators(&self) -> Result<Vec<Equivocator>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT author, count(*), min(seq) FROM equivocations GROUP BY author ORDER BY author",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(a, proofs, first_seq)| {
+                    let author = AuthorId::from_slice(&a).map_err(|e| StoreError::Corrupt {
+                        table: "equivocations",
+                        reason: e.to_string(),
+                    })?;
+                    Ok(Equivocator {
+                        author,
+                        proofs,
+                        first_seq,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The two versions held as proof for `author`'s `seq`, if any.
+    pub async fn equivocation(
+        &self,
+        author: AuthorId,
+        seq: u64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT first, second FROM equivocations WHERE author = ?1 AND seq = ?2",
+            )?
+            .query_row(rusqlite::params![author.as_bytes(), seq as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map(Some)
+            .or_else(crate::not_found_none)?)
+        })
+        .await
+    }
+}

@@ -339,3 +339,63 @@ async fn inline_mode_gives_the_same_answers_and_the_same_file() {
         2
     );
 }
+
+#[tokio::test]
+async fn equivocation_proofs_are_kept_and_bounded_per_author() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = Identity::from_secret_bytes([1; 32]);
+    let b = Identity::from_secret_bytes([2; 32]);
+    let (one, other) = (post(&a, 1, NOW, HOUR, "one"), post(&a, 1, NOW, HOUR, "ONE"));
+    assert!(
+        store
+            .record_equivocation(
+                a.author(),
+                1,
+                one.as_bytes().to_vec(),
+                other.as_bytes().to_vec(),
+                NOW
+            )
+            .await
+            .unwrap()
+    );
+    // The same seq again: already proven.
+    assert!(
+        !store
+            .record_equivocation(
+                a.author(),
+                1,
+                one.as_bytes().to_vec(),
+                other.as_bytes().to_vec(),
+                NOW
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.equivocation(a.author(), 1).await.unwrap(),
+        Some((one.as_bytes().to_vec(), other.as_bytes().to_vec()))
+    );
+    // An author equivocating without end keeps a few proofs, no more.
+    for seq in 2..100 {
+        store
+            .record_equivocation(a.author(), seq, vec![1], vec![2], NOW)
+            .await
+            .unwrap();
+    }
+    store
+        .record_equivocation(b.author(), 7, vec![1], vec![2], NOW)
+        .await
+        .unwrap();
+    let flagged = store.equivocators().await.unwrap();
+    let of = |id: &Identity| {
+        flagged
+            .iter()
+            .find(|e| e.author == id.author())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(of(&a).proofs, starling_store::PROOFS_PER_AUTHOR);
+    assert_eq!(of(&a).first_seq, 1);
+    assert_eq!((of(&b).proofs, of(&b).first_seq), (1, 7));
+}

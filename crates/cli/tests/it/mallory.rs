@@ -75,19 +75,7 @@ impl Mallory {
 
     /// A post validly signed by Mallory (whatever it says).
     pub fn sign(&self, seq: u64, ts_ms: u64, body: &str) -> Vec<u8> {
-        Post::sign(
-            PostContent {
-                author: self.author(),
-                seq,
-                ts: Timestamp::from_parts(ts_ms, 0),
-                expires_at: ts_ms + 3_600_000,
-                body: body.to_string(),
-                repost_of: None,
-            },
-            &self.id,
-        )
-        .unwrap()
-        .into_bytes()
+        sign_as(&self.id, seq, ts_ms, body)
     }
 
     /// Asks the peer at `addr` for `author`'s posts after `after`.
@@ -133,6 +121,23 @@ impl Mallory {
         self.net.shutdown().await;
         self.task.abort();
     }
+}
+
+/// A post validly signed by `id` (whatever it says).
+fn sign_as(id: &Identity, seq: u64, ts_ms: u64, body: &str) -> Vec<u8> {
+    Post::sign(
+        PostContent {
+            author: id.author(),
+            seq,
+            ts: Timestamp::from_parts(ts_ms, 0),
+            expires_at: ts_ms + 3_600_000,
+            body: body.to_string(),
+            repost_of: None,
+        },
+        id,
+    )
+    .unwrap()
+    .into_bytes()
 }
 
 fn flip_last(mut raw: Vec<u8>) -> Vec<u8> {
@@ -277,4 +282,151 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
     .await
     .unwrap();
     mallory.stop().await;
+}
+
+/// A peer's full address, as `--bootstrap` takes it.
+async fn mallory_addr(m: &Mallory) -> String {
+    let st = m.net.status().await.unwrap();
+    st.listen_addrs[0].to_string()
+}
+
+/// Issue 11, item 6: a post cannot be suppressed during catch-up. alice posted
+/// 1-10 and went away; carol holds them. Mallory forwards alice's post 10 to bob and
+/// answers his sync requests with empty pages. bob's position in alice's feed must
+/// not move past the gap on Mallory's word: once carol is back, bob gets 1-9 from
+/// her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_cannot_suppress_posts_in_catch_up() {
+    let wait = Duration::from_secs(60);
+    let (alice, carol, bob) = (
+        Profile::init("alice"),
+        Profile::init("carol"),
+        Profile::init("bob"),
+    );
+    let a = alice.up(&[]).await;
+    let boot = addr(&a).await;
+    let c = carol.up(&["--bootstrap", &boot]).await;
+    let alice_id = a.author().to_string();
+    assert!(carol.cli(&["follow", &alice_id]).status.success());
+    for i in 1..=10 {
+        a.post("/posts", &json!({ "body": format!("alice {i}") }))
+            .await
+            .unwrap();
+    }
+    wait_for(wait, "carol to hold alice's ten posts", || async {
+        status(&c).await["posts_stored"] == 10
+    })
+    .await
+    .unwrap();
+    let mallory = Mallory::start(&boot).await;
+    let tenth = mallory
+        .sync(&boot, &alice_id, &alice_id, 9)
+        .await
+        .pop()
+        .expect("alice's post 10");
+    mallory.set_serving(Vec::new()); // every sync answer: an empty page
+    let m_addr = mallory_addr(&mallory).await;
+    // Both go away: only Mallory is there when bob arrives.
+    c.stop().await.unwrap();
+    a.stop().await.unwrap();
+    let b = bob
+        .up(&["--bootstrap", &m_addr, "--maintenance-interval", "2s"])
+        .await;
+    assert!(bob.cli(&["follow", &alice_id]).status.success());
+    let alice_key: AuthorId = alice_id.parse().unwrap();
+    mallory.publish(alice_key, tenth).await;
+    wait_for(wait, "bob to take alice's post 10 from Mallory", || async {
+        status(&b).await["posts_stored"] == 1
+    })
+    .await
+    .unwrap();
+    // Mallory answers bob's catch-up (it showed him the gap) with nothing. carol
+    // comes back; bob must still get 1-9, from her.
+    let c = carol.up(&["--bootstrap", &addr(&b).await]).await;
+    wait_for(wait, "bob to get alice's posts 1-9 from carol", || async {
+        status(&b).await["posts_stored"] == 10
+    })
+    .await
+    .unwrap();
+    let mut seqs: Vec<u64> = timeline(&b).await.iter().map(|(_, s, _)| *s).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    drop(c);
+    mallory.stop().await;
+}
+
+/// Issue 11, item 4: an author signs two versions of each post; one reaches bob and
+/// the other carol (through two peers of Mallory's, one next to each), 25 times,
+/// faster than a minute. bob and carol forward what they got to each other: neither
+/// may hold that against the other. The author is flagged (with proof) on both, and
+/// both stay connected to each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivocation_flags_the_author_and_honest_forwarders_keep_their_peers() {
+    let wait = Duration::from_secs(60);
+    let (bob, carol) = (Profile::init("bob"), Profile::init("carol"));
+    let b = bob.up(&[]).await;
+    let b_addr = addr(&b).await;
+    let c = carol.up(&["--bootstrap", &b_addr]).await;
+    let c_addr = addr(&c).await;
+    let (bob_id, carol_id) = (b.author().to_string(), c.author().to_string());
+    let author = Identity::generate();
+    let k = author.author();
+    for who in [&bob, &carol] {
+        let out = who.cli(&["follow", &k.to_string()]);
+        assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    }
+    let (m1, m2) = (Mallory::start(&b_addr).await, Mallory::start(&c_addr).await);
+    let now = starling_node::clock::system_ms();
+    for seq in 1..=25u64 {
+        let before = (
+            rejected(&status(&b).await, "equivocation"),
+            rejected(&status(&c).await, "equivocation"),
+        );
+        m1.publish(
+            k,
+            sign_as(&author, seq, now, &format!("version A of {seq}")),
+        )
+        .await;
+        m2.publish(
+            k,
+            sign_as(&author, seq, now, &format!("version B of {seq}")),
+        )
+        .await;
+        wait_for(wait, &format!("equivocation {seq} seen"), || async {
+            rejected(&status(&b).await, "equivocation") > before.0
+                || rejected(&status(&c).await, "equivocation") > before.1
+        })
+        .await
+        .unwrap();
+    }
+    for (d, other) in [(&b, &carol_id), (&c, &bob_id)] {
+        let st = status(d).await;
+        let flagged = st["flagged"].as_array().unwrap();
+        assert!(
+            flagged
+                .iter()
+                .any(|f| f["peer_id"] == k.to_string() && f["proofs"].as_u64() >= Some(1)),
+            "the author is flagged: {st}"
+        );
+        let peers: Vec<&str> = st["network"]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        assert!(
+            peers.contains(&other.as_str()),
+            "still connected to {other}: {peers:?}"
+        );
+    }
+    // Each kept one version of every seq, never two.
+    for d in [&b, &c] {
+        let tl = timeline(d).await;
+        let mut seqs: Vec<u64> = tl.iter().map(|(_, s, _)| *s).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), tl.len(), "one version per seq: {tl:?}");
+    }
+    m1.stop().await;
+    m2.stop().await;
 }

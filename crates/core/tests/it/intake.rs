@@ -45,7 +45,7 @@ impl Holdings for Held {
 
 fn refusal(v: &Verdict) -> (&'static str, bool) {
     match v {
-        Verdict::Refused(r) => (r.code(), r.is_fault()),
+        Verdict::Refused(r) => (r.code(), r.blame() == Blame::Sender),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -92,6 +92,13 @@ fn each_refusal_has_its_code_and_fault() {
             "from_future",
             true,
         ),
+        // A clock a minute ahead: early, not an attack (ignored, fetched again later).
+        (
+            post(&alice, 5, "early", NOW + 60_000).into_bytes(),
+            Channel::Topic(a),
+            "from_future",
+            false,
+        ),
         (
             post(&alice, 4, "\u{7}", NOW).into_bytes(),
             Channel::Topic(a),
@@ -128,7 +135,8 @@ fn fresh_duplicate_and_equivocation() {
         NOW,
     );
     assert_eq!(v[0], Verdict::Duplicate(one.id()));
-    assert_eq!(refusal(&v[1]), ("equivocation", true));
+    assert_eq!(refusal(&v[1]).0, "equivocation");
+    assert!(matches!(&v[1], Verdict::Refused(r) if r.blame() == Blame::Author));
     assert_eq!(v[2], Verdict::Fresh(two.clone()));
     assert_eq!(
         v[3],
@@ -136,10 +144,11 @@ fn fresh_duplicate_and_equivocation() {
         "same bytes twice in a batch"
     );
     assert_eq!(
-        refusal(&v[4]),
-        ("equivocation", true),
+        refusal(&v[4]).0,
+        "equivocation",
         "two versions in one batch"
     );
+    assert!(matches!(&v[4], Verdict::Refused(r) if r.blame() == Blame::Author));
     let msg = match &v[4] {
         Verdict::Refused(r) => r.to_string(),
         _ => unreachable!(),
