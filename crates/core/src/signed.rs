@@ -10,6 +10,7 @@
 //! record checked alone and the same record checked inside any batch always get the
 //! same answer: every node accepts exactly the same set of records.
 
+use std::collections::HashMap;
 use std::ops::Deref;
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
@@ -134,14 +135,14 @@ impl<T: SignedContent> Signed<T> {
     /// before the batch; when the batch of the others fails, each is checked alone so
     /// the bad ones are named.
     pub fn verify_many(records: &[Self]) -> Vec<bool> {
+        // Keys repeat within a batch: each is decoded once.
+        let mut keys: HashMap<[u8; 32], Option<EdwardsPoint>> = HashMap::new();
         let parts: Vec<Option<Parts>> = records
             .iter()
             .map(|r| {
-                Parts::new(
-                    r.content.signer().as_bytes(),
-                    &r.signature,
-                    &r.signing_input(),
-                )
+                let key = r.content.signer().as_bytes();
+                let a = (*keys.entry(*key).or_insert_with(|| point(key)))?;
+                Parts::with_key(key, a, &r.signature, &r.signing_input())
             })
             .collect();
         let decoded: Vec<&Parts> = parts.iter().flatten().collect();
@@ -203,12 +204,21 @@ impl Parts {
     /// `None` when the key or `R` is not the canonical encoding of a point, or is
     /// of small order, or `s` is not below the group order `l`.
     fn new(key: &[u8; 32], signature: &[u8; SIGNATURE_LEN], input: &[u8]) -> Option<Self> {
+        Self::with_key(key, point(key)?, signature, input)
+    }
+
+    /// [`Parts::new`] with the key already decoded by [`point`].
+    fn with_key(
+        key: &[u8; 32],
+        a: EdwardsPoint,
+        signature: &[u8; SIGNATURE_LEN],
+        input: &[u8],
+    ) -> Option<Self> {
         let (r_bytes, s_bytes) = signature.split_at(32);
         let s = Option::from(Scalar::from_canonical_bytes(
             s_bytes.try_into().expect("32 bytes"),
         ))?;
         let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 bytes");
-        let a = point(key)?;
         let r = point(&r_bytes)?;
         let mut h = Sha512::new();
         h.update(r_bytes);
@@ -277,23 +287,17 @@ fn batch_holds(parts: &[&Parts]) -> bool {
     let mut b_coefficient = Scalar::ZERO;
     let mut scalars: Vec<Scalar> = Vec::with_capacity(2 * parts.len() + 1);
     let mut points: Vec<EdwardsPoint> = Vec::with_capacity(2 * parts.len() + 1);
-    // One term per distinct key: its weights add up.
-    let mut key_terms: Vec<([u8; 32], EdwardsPoint, Scalar)> = Vec::new();
+    // One term per distinct key: its weights add up (the sum does not depend on
+    // the order of the terms).
+    let mut key_terms: HashMap<[u8; 32], (EdwardsPoint, Scalar)> = HashMap::new();
     for (i, p) in parts.iter().enumerate() {
         let z = weight(&seed, i);
         b_coefficient += z * p.s;
         scalars.push(-z);
         points.push(p.r);
-        let zk = z * p.k;
-        match key_terms
-            .iter_mut()
-            .find(|(bytes, _, _)| *bytes == p.a_bytes)
-        {
-            Some((_, _, sum)) => *sum -= zk,
-            None => key_terms.push((p.a_bytes, p.a, -zk)),
-        }
+        key_terms.entry(p.a_bytes).or_insert((p.a, Scalar::ZERO)).1 -= z * p.k;
     }
-    for (_, a, sum) in key_terms {
+    for (a, sum) in key_terms.into_values() {
         scalars.push(sum);
         points.push(a);
     }
