@@ -56,6 +56,10 @@ pub enum Refusal {
     BadSyncRequest(&'static str),
     #[error("bad follow statement: {0}")]
     BadFollow(crate::follow::FollowError),
+    #[error("a follow statement must come from its follower")]
+    NotFromFollower,
+    #[error("too many requests from one peer")]
+    Throttled,
 }
 
 impl From<DecodeError> for Refusal {
@@ -73,7 +77,8 @@ impl Refusal {
             Refusal::WrongAuthor { .. } => "wrong_author",
             Refusal::NotFollowed(_) => "not_followed",
             Refusal::BadSyncRequest(_) => "bad_sync_request",
-            Refusal::BadFollow(_) => "bad_follow",
+            Refusal::BadFollow(_) | Refusal::NotFromFollower => "bad_follow",
+            Refusal::Throttled => "throttled",
         }
     }
 
@@ -83,7 +88,11 @@ impl Refusal {
             // Honest peers send these: a post that expired in flight, a post of an
             // author just unfollowed, a post from a clock a little ahead of ours
             // (fetched again once our clock has caught up).
-            Refusal::Post(PostError::Expired { .. }) | Refusal::NotFollowed(_) => Blame::Nobody,
+            // A busy honest peer can ask too often too (a long catch-up): refused and
+            // counted, not struck.
+            Refusal::Post(PostError::Expired { .. })
+            | Refusal::NotFollowed(_)
+            | Refusal::Throttled => Blame::Nobody,
             Refusal::Post(PostError::FromFuture { ahead_ms, .. })
                 if *ahead_ms <= SLIGHTLY_AHEAD_MS =>
             {

@@ -77,6 +77,12 @@ impl Online {
     /// Answers a sync request from our store: unexpired posts only.
     pub(crate) async fn answer_sync(&self, peer: PeerId, req: SyncRequest) -> SyncResponse {
         let s = &self.shared;
+        let Some(_permit) = s.gate.admit(peer) else {
+            s.metrics.refused(&Refusal::Throttled, None, None);
+            return SyncResponse::Error {
+                message: Refusal::Throttled.to_string(),
+            };
+        };
         let author = match AuthorId::from_slice(&req.author) {
             Ok(a) => a,
             Err(_) => {

@@ -219,10 +219,21 @@ impl Online {
         req: SocialRequest,
     ) -> SocialResponse {
         let s = &self.shared;
+        let Some(_permit) = s.gate.admit(peer) else {
+            s.metrics.refused(&Refusal::Throttled, None, None);
+            return SocialResponse::Refused {
+                reason: Refusal::Throttled.to_string(),
+            };
+        };
         match req {
             SocialRequest::Follow { statement } => {
                 let accepted = match FollowStatement::decode(&statement) {
                     Err(e) => Err(FollowRefusal::Invalid(Refusal::BadFollow(e.into()))),
+                    // Only the follower delivers its statement (our outbox does so for
+                    // ours): one peer cannot fill our followers with other keys.
+                    Ok(st) if st.follower.peer_id() != peer => {
+                        Err(FollowRefusal::Invalid(Refusal::NotFromFollower))
+                    }
                     Ok(st) => self.accept_follower(st).await,
                 };
                 match accepted {

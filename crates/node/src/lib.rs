@@ -17,13 +17,16 @@
 //! - `follows`: whom we follow, follow / unfollow, the outbox, followers.
 //! - `handles`: our handle's claim, resolving handles (TOFU pins), the profile
 //!   record.
-//! - `tasks`: the background task set (cancelled together, reaped as they end).
+//! - `tasks`: the background task set (cancelled together, reaped as they end,
+//!   bounded).
+//! - `gate`: admission of inbound requests per peer (a token bucket, a few at once).
 //! - [`metrics`]: counters of what was accepted, ignored and rejected; strikes.
 //! - [`view`]: the serialisable shapes the interfaces show.
 
 mod catchup;
 pub mod clock;
 mod follows;
+mod gate;
 mod handles;
 mod intake;
 pub mod metrics;

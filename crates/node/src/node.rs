@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, broadcast, mpsc};
 
 use crate::clock::Clock;
 use crate::follows::Follows;
+use crate::gate::Gate;
 use crate::intake::{Arrival, Intake, Transport};
 use crate::metrics::Metrics;
 use crate::online::Online;
@@ -145,6 +146,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: Tasks,
     pub(crate) follows: Follows,
     pub(crate) intake: Intake,
+    /// Admission of inbound requests, per peer.
+    pub(crate) gate: Arc<Gate>,
     events: broadcast::Sender<NodeEvent>,
     profile: RwLock<Profile>,
     /// Verified handles of other users, for display.
@@ -280,6 +283,7 @@ impl Node {
             metrics: Metrics::default(),
             follows: Follows::new(following),
             intake: Intake::new(limits),
+            gate: Arc::default(),
             names: RwLock::new(names),
         });
         let online = network(shared.clone())

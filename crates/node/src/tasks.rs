@@ -8,6 +8,11 @@ use std::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// Most background tasks at once. The long-lived loops start first and always fit;
+/// beyond the limit short-lived work (an inbound request, a catch-up round) is
+/// refused rather than queued: a flood cannot grow the set.
+pub(crate) const MAX_TASKS: usize = 4096;
+
 #[derive(Default)]
 pub(crate) struct Tasks {
     cancel: CancellationToken,
@@ -15,12 +20,16 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
-    /// Runs `fut` until it ends or the node stops.
-    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+    /// Runs `fut` until it ends or the node stops. False (and `fut` dropped) when
+    /// [`MAX_TASKS`] are running.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) -> bool {
         let cancel = self.cancel.clone();
         let mut set = self.set.lock().expect("tasks poisoned");
         // Finished tasks leave their slot until joined: join them now.
         while set.try_join_next().is_some() {}
+        if set.len() >= MAX_TASKS {
+            return false;
+        }
         set.spawn(async move {
             tokio::select! {
                 biased;
@@ -28,6 +37,7 @@ impl Tasks {
                 _ = fut => {}
             }
         });
+        true
     }
 
     /// Tasks still running (or finished and not reaped yet).

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 use starling_core::{AuthorId, Identity, Post, PostContent, Timestamp};
 use starling_net::{
-    MessageAcceptance, Net, NetConfig, NetEvent, SocialResponse, SyncRequest, SyncResponse,
+    MessageAcceptance, Net, NetConfig, NetEvent, SocialRequest, SocialResponse, SyncRequest,
+    SyncResponse,
 };
 
 use crate::harness::{Profile, addr, status, timeline, wait_for};
@@ -429,4 +430,105 @@ async fn equivocation_flags_the_author_and_honest_forwarders_keep_their_peers() 
     }
     m1.stop().await;
     m2.stop().await;
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 11, item 1: one peer sends 100,000 sync requests and 10,000 follow /
+/// unfollow statements (64 at a time). Every one gets an answer (most: "too many
+/// requests"), the daemon's memory stays within a fixed bound, and it goes on
+/// serving: `status` answers and an honest peer still syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_requests_from_one_peer_stays_bounded() {
+    use futures::stream::{self, StreamExt};
+    /// What the flood may add to the daemon's resident memory: caches and the
+    /// allocator's slack, nothing that grows with the number of requests.
+    const BOUND_KIB: u64 = 24 * 1024;
+    let alice = Profile::init("alice");
+    let a = alice.up(&[]).await;
+    let boot = addr(&a).await;
+    a.post("/posts", &json!({"body": "hello"})).await.unwrap();
+    let peer = a.author().peer_id();
+    let mallory = Mallory::start(&boot).await;
+    // Warm up (one of each), then measure.
+    let sync_req = SyncRequest {
+        author: a.author().as_bytes().to_vec(),
+        after_seq: 0,
+        limit: 256,
+    };
+    mallory.net.sync(peer, sync_req.clone()).await.unwrap();
+    let before = rss_kib(a.pid());
+
+    let answers: Vec<_> = stream::iter(0..100_000)
+        .map(|_| mallory.net.sync(peer, sync_req.clone()))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let served = answers
+        .iter()
+        .filter(|r| matches!(r, Ok(SyncResponse::Posts { .. })))
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|r| matches!(r, Ok(SyncResponse::Error { .. })))
+        .count();
+    assert_eq!(served + throttled, 100_000, "every request is answered");
+    assert!(throttled > 90_000, "most are refused: {served} served");
+
+    let now = starling_node::clock::system_ms();
+    let cycles: Vec<_> = stream::iter(0..10_000u64)
+        .map(|i| {
+            let st = starling_core::FollowStatement::sign(
+                starling_core::FollowContent {
+                    follower: mallory.author(),
+                    followee: a.author(),
+                    following: i % 2 == 0,
+                    ts: Timestamp::from_parts(now + i, 0),
+                },
+                &mallory.id,
+            )
+            .unwrap();
+            mallory.net.social(
+                peer,
+                SocialRequest::Follow {
+                    statement: st.into_bytes(),
+                },
+            )
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(
+        cycles.iter().all(|r| r.is_ok()),
+        "every statement is answered"
+    );
+    let after = rss_kib(a.pid());
+    println!(
+        "daemon RSS: {before} KiB before, {after} KiB after the flood ({served} syncs served)"
+    );
+    assert!(
+        after < before + BOUND_KIB,
+        "memory grew from {before} KiB to {after} KiB"
+    );
+    let st = status(&a).await;
+    assert!(
+        st["counters"]["ignored.throttled"].as_u64().unwrap_or(0) > 90_000,
+        "refusals are counted: {st}"
+    );
+    // An honest peer is still served.
+    let honest = Mallory::start(&boot).await;
+    let posts = honest
+        .sync(&boot, &peer.to_string(), &a.author().to_string(), 0)
+        .await;
+    assert_eq!(posts.len(), 1);
+    honest.stop().await;
+    mallory.stop().await;
 }
