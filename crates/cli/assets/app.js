@@ -307,6 +307,14 @@ function connect() {
   es.addEventListener('resync', () => loadTimeline(false));
 }
 
+// Signing out is a POST (a link or an image elsewhere cannot do it), sent by fetch
+// so that it carries our Origin (a form would send "null" under no-referrer).
+async function logout(e) {
+  e.preventDefault();
+  await fetch('/logout', { method: 'POST', credentials: 'same-origin' });
+  location.href = '/';
+}
+
 async function init() {
   const me = await api('GET', '/whoami');
   $('me').textContent = `@${me.handle} · ${me.fingerprint}`;
@@ -318,6 +326,7 @@ async function init() {
   });
   $('timeline-more').addEventListener('click', () => loadTimeline(true));
   $('follow-form').addEventListener('submit', follow);
+  $('logout').addEventListener('submit', logout);
   window.addEventListener('hashchange', show);
   connect();
   show();

@@ -3,19 +3,22 @@
 //!
 //! Every `/api/v1` route needs the profile's token: `Authorization: Bearer <token>`
 //! (the token lives in `api.token`, readable by its owner only), or the web UI's
-//! session cookie, which the token sets at `/login`. Every request must carry a
-//! `Host` header naming the loopback address it was sent to (against DNS
-//! rebinding), and cookie-authenticated changes must come from our own origin.
-//! Errors are JSON: `{"error": {"code": "...", "message": "..."}}`.
+//! session cookie, which the token opens at `/login`. Every request must carry a
+//! `Host` header naming the loopback address it was sent to (the configured one;
+//! against DNS rebinding), and cookie-authenticated changes must come from our own
+//! origin. Errors are JSON, whatever their status and whoever made them (a handler,
+//! a rejection, the router's 404 and 405): `{"error": {"code": "...", "message":
+//! "..."}}`; only the web UI's pages are HTML.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::{Method, StatusCode, header, request::Parts};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::http::{HeaderMap, Method, StatusCode, header, request::Parts};
+use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,7 +34,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::web;
+use crate::web::{self, Sessions};
 
 /// Largest request body accepted (a post is at most 1,120 bytes of text).
 const MAX_BODY: usize = 16 * 1024;
@@ -42,8 +45,10 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
 pub struct ApiState {
     pub node: Node,
     pub token: Arc<str>,
-    /// The port we listen on, for the Host check.
-    pub port: u16,
+    /// The address we listen on, for the Host check.
+    pub addr: SocketAddr,
+    /// The web UI's sessions.
+    pub sessions: Arc<Sessions>,
     /// Cancelled when the daemon stops: ends the long-lived event streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -115,6 +120,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), check_host))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(map_response(json_errors))
         .with_state(state)
 }
 
@@ -152,6 +158,58 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+}
+
+/// The stable code of an error status nothing more specific named.
+fn status_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        s if s.is_server_error() => "internal",
+        _ => "http_error",
+    }
+}
+
+/// Gives every error answer the JSON shape: those not already JSON (axum's
+/// rejections and its 405, in text or empty) get it, with their text as the message
+/// and their other headers (`Allow`) kept. The web UI's HTML pages stay pages.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype.starts_with("application/json") || ctype.starts_with("text/html") {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let (json, body) = ApiError::new(status, status_code(status), message)
+        .into_response()
+        .into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(ct) = json.headers.get(header::CONTENT_TYPE) {
+        parts.headers.insert(header::CONTENT_TYPE, ct.clone());
+    }
+    Response::from_parts(parts, body)
 }
 
 impl IntoResponse for ApiError {
@@ -213,10 +271,11 @@ where
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Self(v)),
             Err(rej) => {
-                let code = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    "too_large"
-                } else {
-                    "bad_request"
+                let code = match rej.status() {
+                    s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => {
+                        status_code(s)
+                    }
+                    _ => "bad_request",
                 };
                 Err(ApiError::new(rej.status(), code, rej.body_text()))
             }
@@ -242,22 +301,53 @@ where
 
 // ---- protection ---------------------------------------------------------------------
 
-fn allowed_hosts(port: u16) -> [String; 3] {
-    [
-        format!("127.0.0.1:{port}"),
-        format!("localhost:{port}"),
-        format!("[::1]:{port}"),
-    ]
+impl ApiState {
+    /// The `Host` headers that name us: the address we listen on (as configured:
+    /// `127.0.0.2:PORT`, `[::1]:PORT`), and `localhost:PORT` when that is where
+    /// `localhost` leads (127.0.0.1, ::1). The port may be left out only when it is 80.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        let port = self.addr.port();
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let mut names = vec![ip];
+        if matches!(
+            self.addr.ip(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST) | IpAddr::V6(Ipv6Addr::LOCALHOST)
+        ) {
+            names.push("localhost".into());
+        }
+        let mut hosts: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
+        if port == 80 {
+            hosts.extend(names);
+        }
+        hosts
+    }
+
+    /// Whether a browser's request comes from our own pages: its `Origin` (sent by
+    /// browsers with every change) is one of ours. Programs send none.
+    pub fn same_origin(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or(""))
+            .is_none_or(|o| {
+                self.allowed_hosts()
+                    .iter()
+                    .any(|h| o.eq_ignore_ascii_case(&format!("http://{h}")))
+            })
+    }
 }
 
-/// Refuses requests whose Host header is not our own loopback address.
+/// Refuses requests whose Host header is not the address we listen on.
 async fn check_host(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !allowed_hosts(st.port)
+    if !st
+        .allowed_hosts()
         .iter()
         .any(|a| a.eq_ignore_ascii_case(host))
     {
@@ -265,8 +355,8 @@ async fn check_host(State(st): State<ApiState>, req: Request, next: Next) -> Res
             StatusCode::FORBIDDEN,
             "forbidden_host",
             format!(
-                "requests must be addressed to 127.0.0.1:{} (Host was {host:?})",
-                st.port
+                "requests must be addressed to {} (Host was {host:?})",
+                st.addr
             ),
         )
         .into_response();
@@ -286,32 +376,28 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim);
-    let cookie = web::session_cookie(req.headers());
-    match (bearer, cookie) {
-        (Some(t), _) if constant_time_eq(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
-        (Some(_), _) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token")
+    match bearer {
+        Some(t) if constant_time_eq(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token")
             .into_response(),
-        (None, Some(c)) if constant_time_eq(c.as_bytes(), st.token.as_bytes()) => {
+        None if st.sessions.valid(req.headers()) => {
             // A cookie rides along with any request the browser makes: changes must
             // come from our own pages (SameSite=Strict already stops other sites).
             let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-            let origin_ok = req
-                .headers()
-                .get(header::ORIGIN)
-                .and_then(|o| o.to_str().ok())
-                .is_none_or(|o| {
-                    allowed_hosts(st.port)
-                        .iter()
-                        .any(|h| o.eq_ignore_ascii_case(&format!("http://{h}")))
-                });
-            if safe || origin_ok {
+            if safe || st.same_origin(req.headers()) {
                 next.run(req).await
             } else {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", "cross-origin request refused")
                     .into_response()
             }
         }
-        _ => ApiError::new(
+        None if st.sessions.present(req.headers()) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this session has ended: sign in again with the link `starling ui` prints",
+        )
+        .into_response(),
+        None => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing API token: send `Authorization: Bearer <token>` (the token is in the profile's api.token)",

@@ -43,12 +43,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// Finds the daemon of the profile in `dir`.
+    /// Finds the daemon of the profile in `dir`: the one holding its lock, where it
+    /// said it listens ([`ProfileDir::running_endpoint`]). A stale `api.json` (a
+    /// daemon killed) is no daemon: whatever listens on its port now never sees the
+    /// token.
     pub fn for_profile(dir: &ProfileDir) -> Result<Self, ClientError> {
         let profile = Profile::open(dir.path())?;
-        let endpoint = dir.endpoint().ok_or_else(|| ClientError::NoDaemon {
-            dir: dir.path().to_path_buf(),
-        })?;
+        let endpoint = dir
+            .running_endpoint()
+            .ok_or_else(|| ClientError::NoDaemon {
+                dir: dir.path().to_path_buf(),
+            })?;
         Self::new(dir, &endpoint.url, profile.dir.token()?)
     }
 

@@ -10,11 +10,13 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::args::UpArgs;
 use crate::settings::Settings;
+use crate::web::Sessions;
 
 pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
     let profile = Profile::open(dir.path())?;
     let settings = Settings::resolve(dir, &args)?;
     let _lock = dir.lock()?;
+    dir.make_private()?;
     let token: Arc<str> = dir.token()?.into();
     let listener = tokio::net::TcpListener::bind(settings.api_addr)
         .await
@@ -31,7 +33,8 @@ pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
     let state = ApiState {
         node: node.clone(),
         token: token.clone(),
-        port: addr.port(),
+        addr,
+        sessions: Arc::new(Sessions::new(addr.port())),
         shutdown: shutdown.clone(),
     };
     let endpoint = Endpoint {

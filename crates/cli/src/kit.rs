@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::future::Future;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -169,9 +170,10 @@ impl Daemon {
     /// Starts the daemon of the profile in `dir` and waits until its API answers.
     /// `starling` runs the `starling` command line (the binary, or a program
     /// embedding it, with its environment); to it are added `--data-dir <dir> up
-    /// --api-addr 127.0.0.1:0 --stop-on-stdin-eof`, then (unless `args` has
-    /// `--offline`) `--listen /ip4/127.0.0.1/tcp/0 --dht-refresh off`, then `args`.
-    /// Its output goes to the profile's `daemon.log`.
+    /// --stop-on-stdin-eof`, `--api-addr 127.0.0.1:0` (unless `args` has
+    /// `--api-addr`), then (unless `args` has `--offline`) `--listen
+    /// /ip4/127.0.0.1/tcp/0 --dht-refresh off`, then `args`. Its output goes to the
+    /// profile's `daemon.log` (mode 0600: it holds the sign-in link).
     pub async fn start<S: AsRef<OsStr>>(
         mut starling: Command,
         dir: &ProfileDir,
@@ -180,14 +182,20 @@ impl Daemon {
         let profile = Profile::open(dir.path())?;
         let token = dir.token()?;
         let log_path = dir.log_path();
-        let log = std::fs::File::create(&log_path)
+        let log = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        starling.arg("--data-dir").arg(dir.path()).args([
-            "up",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--stop-on-stdin-eof",
-        ]);
+        starling
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["up", "--stop-on-stdin-eof"]);
+        if !args.iter().any(|a| a.as_ref() == "--api-addr") {
+            starling.args(["--api-addr", "127.0.0.1:0"]);
+        }
         if !args.iter().any(|a| a.as_ref() == "--offline") {
             starling.args(["--listen", "/ip4/127.0.0.1/tcp/0", "--dht-refresh", "off"]);
         }
@@ -238,7 +246,7 @@ impl Daemon {
         self.author
     }
 
-    /// Where the API listens: `http://127.0.0.1:PORT`.
+    /// Where the API listens: `http://127.0.0.1:PORT` (or the `--api-addr` given).
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -269,7 +269,7 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
         }
         Command::Ui => {
             let endpoint = dir
-                .endpoint()
+                .running_endpoint()
                 .ok_or_else(|| client::ClientError::NoDaemon {
                     dir: dir.path().to_path_buf(),
                 })?;

@@ -1,20 +1,106 @@
-//! The web UI: static assets compiled into the binary, and the login that turns the
-//! token (in the URL `starling up` prints) into a session cookie.
+//! The web UI: static assets compiled into the binary, and the sign-in that turns the
+//! token (in the URL `starling up` prints) into a session.
 //!
-//! `/login?token=…` checks the token, sets an HttpOnly, SameSite=Strict cookie and
-//! redirects to `/` (so the token leaves the address bar). Without the cookie, `/`
-//! shows how to get in, never the app.
+//! `/login?token=…` checks the token, opens a session (a random id of its own, never
+//! the token: browsers send a host's cookies to every port of it, so any program
+//! listening on 127.0.0.1 the browser visits sees them), sets it as an HttpOnly,
+//! SameSite=Strict cookie named after our port (two daemons do not overwrite each
+//! other's) and redirects to `/` (so the token leaves the address bar). Without a
+//! session, `/` shows how to get in, never the app. `POST /logout` ends the session
+//! on the daemon too.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::api::{ApiState, constant_time_eq};
+use crate::api::{ApiError, ApiState, constant_time_eq};
 
-pub const COOKIE: &str = "starling_session";
+/// Sessions open at once; one more signs out the oldest (counted and logged).
+pub const MAX_SESSIONS: usize = 16;
+
+/// The web UI's sessions, in memory: a restart signs everyone out.
+#[derive(Debug)]
+pub struct Sessions {
+    cookie: String,
+    open: Mutex<VecDeque<String>>,
+    dropped: AtomicU64,
+}
+
+impl Sessions {
+    /// Sessions of the daemon listening on `port`: the cookie is
+    /// `starling_session_<port>`.
+    pub fn new(port: u16) -> Self {
+        Self {
+            cookie: format!("starling_session_{port}"),
+            open: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The cookie's name.
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+
+    fn start(&self) -> String {
+        let id = starling_node::profile::new_secret();
+        let mut open = self.open.lock().expect("sessions lock");
+        if open.len() >= MAX_SESSIONS {
+            open.pop_front();
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                max = MAX_SESSIONS,
+                sessions_dropped = dropped,
+                "too many web sessions: the oldest was signed out"
+            );
+        }
+        open.push_back(id.clone());
+        id
+    }
+
+    fn end(&self, id: &str) {
+        self.open
+            .lock()
+            .expect("sessions lock")
+            .retain(|s| !constant_time_eq(s.as_bytes(), id.as_bytes()));
+    }
+
+    /// Whether the request carries the cookie of an open session.
+    pub fn valid(&self, headers: &HeaderMap) -> bool {
+        let Some(id) = self.from(headers) else {
+            return false;
+        };
+        let open = self.open.lock().expect("sessions lock");
+        // Every one compared, whatever matches.
+        open.iter().fold(false, |hit, s| {
+            hit | constant_time_eq(s.as_bytes(), id.as_bytes())
+        })
+    }
+
+    /// Whether the request carries our cookie at all (valid or not).
+    pub fn present(&self, headers: &HeaderMap) -> bool {
+        self.from(headers).is_some()
+    }
+
+    /// The value of our cookie, if the request carries it.
+    fn from<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == self.cookie)
+            .map(|(_, v)| v)
+    }
+}
 
 const INDEX: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
@@ -37,7 +123,7 @@ pub fn router() -> Router<ApiState> {
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
         )
         .route("/login", get(login))
-        .route("/logout", get(logout))
+        .route("/logout", post(logout))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -65,24 +151,8 @@ fn page(status: StatusCode, html: &'static str) -> Response {
     r
 }
 
-/// The session cookie's value, if the request carries one.
-pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v)
-}
-
-fn logged_in(st: &ApiState, headers: &HeaderMap) -> bool {
-    session_cookie(headers).is_some_and(|c| constant_time_eq(c.as_bytes(), st.token.as_bytes()))
-}
-
 async fn index(State(st): State<ApiState>, headers: HeaderMap) -> Response {
-    if logged_in(&st, &headers) {
+    if st.sessions.valid(&headers) {
         page(StatusCode::OK, INDEX)
     } else {
         page(StatusCode::UNAUTHORIZED, LOGIN_NEEDED)
@@ -97,11 +167,15 @@ struct LoginQuery {
 async fn login(State(st): State<ApiState>, Query(q): Query<LoginQuery>) -> Response {
     match q.token {
         Some(t) if constant_time_eq(t.as_bytes(), st.token.as_bytes()) => {
-            let cookie = format!("{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict");
+            let cookie = format!(
+                "{}={}; Path=/; HttpOnly; SameSite=Strict",
+                st.sessions.cookie(),
+                st.sessions.start()
+            );
             let mut r = Redirect::to("/").into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
-                HeaderValue::from_str(&cookie).expect("hex token is a valid header"),
+                HeaderValue::from_str(&cookie).expect("hex id is a valid header"),
             );
             r.headers_mut().insert(
                 header::REFERRER_POLICY,
@@ -113,11 +187,27 @@ async fn login(State(st): State<ApiState>, Query(q): Query<LoginQuery>) -> Respo
     }
 }
 
-async fn logout() -> Response {
+/// Ends the session (on the daemon, and its cookie); only from our own pages.
+async fn logout(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    if !st.same_origin(&headers) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "cross-origin request refused",
+        )
+        .into_response();
+    }
+    if let Some(id) = st.sessions.from(&headers) {
+        st.sessions.end(id);
+    }
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        st.sessions.cookie()
+    );
     let mut r = Redirect::to("/").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("starling_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_str(&cookie).expect("a valid header"),
     );
     r
 }

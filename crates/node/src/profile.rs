@@ -7,16 +7,20 @@
 //! <dir>/profile.json   handle, key id, creation time
 //! <dir>/api.token      bearer token of the local HTTP API, mode 0600
 //! <dir>/config.toml    optional `starling up` settings
-//! <dir>/starling.db    the SQLite store (+ -wal, -shm)
+//! <dir>/starling.db    the SQLite store (+ -wal, -shm), mode 0600
 //! <dir>/daemon.lock    held (flock) by the running daemon; holds its pid
 //! <dir>/api.json       where the running daemon listens (removed on clean exit), 0600
 //! <dir>/daemon.log     a daemon's output, when devnet, the bench or the tests start it
 //! ```
+//!
+//! The directory is 0700: created so, and tightened when a daemon starts in one made
+//! beforehand (or by an older version).
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use starling_core::{AuthorId, Handle, HandleError, Identity};
@@ -30,6 +34,11 @@ const DB_FILE: &str = "starling.db";
 const LOCK_FILE: &str = "daemon.lock";
 const ENDPOINT_FILE: &str = "api.json";
 const LOG_FILE: &str = "daemon.log";
+/// SQLite's companions of the database file.
+const DB_SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
+/// How long taking the daemon lock retries while it is held: clients hold it
+/// (shared) for an instant to see whether a daemon runs; a daemon holds it for good.
+const LOCK_PATIENCE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Error)]
 pub enum ProfileError {
@@ -104,13 +113,46 @@ impl ProfileDir {
         self.path.join(name)
     }
 
-    /// Creates the directory (and its parents), readable by its owner only.
+    /// Creates the directory (and its parents), readable by its owner only; one that
+    /// already exists is tightened to 0700.
     fn create(&self) -> Result<(), ProfileError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.path)
-            .map_err(io(&self.path))
+            .map_err(io(&self.path))?;
+        set_mode(&self.path, 0o700)
+    }
+
+    /// Makes the profile private to its owner before a daemon opens it: the
+    /// directory 0700, the database and its `-wal` and `-shm` 0600. A missing
+    /// database is created empty with 0600 (SQLite gives its `-wal` and `-shm` the
+    /// database's mode, whatever the umask).
+    pub fn make_private(&self) -> Result<(), ProfileError> {
+        set_mode(&self.path, 0o700)?;
+        let db = self.db_path();
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&db)(e)),
+        }
+        for suffix in [""].into_iter().chain(DB_SIDE_FILES) {
+            let mut path = db.clone().into_os_string();
+            path.push(suffix);
+            let path = PathBuf::from(path);
+            match fs::metadata(&path) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => set_mode(&path, 0o600)?,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        Ok(())
     }
 
     /// `identity.key`: the Ed25519 key, mode 0600.
@@ -170,7 +212,7 @@ impl ProfileDir {
     pub fn token(&self) -> Result<String, ProfileError> {
         let path = self.token_path();
         if !path.exists() {
-            let t = new_token();
+            let t = new_secret();
             write_private(&path, t.as_bytes())?;
             return Ok(t);
         }
@@ -211,16 +253,23 @@ impl ProfileDir {
             .mode(0o600)
             .open(&path)
             .map_err(io(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&path).unwrap_or_default();
-                return Err(ProfileError::Locked {
-                    dir: self.path.clone(),
-                    pid: pid.trim().to_string(),
-                });
+        let deadline = Instant::now() + LOCK_PATIENCE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                // A client looking (`running_endpoint`) lets go at once.
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    let pid = fs::read_to_string(&path).unwrap_or_default();
+                    return Err(ProfileError::Locked {
+                        dir: self.path.clone(),
+                        pid: pid.trim().to_string(),
+                    });
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
         }
         file.set_len(0).map_err(io(&path))?;
         write!(file, "{}", std::process::id()).map_err(io(&path))?;
@@ -232,10 +281,30 @@ impl ProfileDir {
         self.file(ENDPOINT_FILE)
     }
 
-    /// The running daemon's endpoint; `None` when no daemon has written one.
+    /// What `api.json` says; `None` when no daemon has written one. It may be stale
+    /// (a daemon killed with SIGKILL leaves it): before trusting the listener with
+    /// the token, use [`ProfileDir::running_endpoint`].
     pub fn endpoint(&self) -> Option<Endpoint> {
         let bytes = fs::read(self.endpoint_path()).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The endpoint of the daemon running now: `api.json`, only if the daemon lock
+    /// is held and by the process that wrote it. `None` after a crash (the port in
+    /// a stale `api.json` may belong to any program by now).
+    pub fn running_endpoint(&self) -> Option<Endpoint> {
+        let endpoint = self.endpoint()?;
+        let path = self.lock_path();
+        // Never created here: no lock file, no daemon.
+        let file = fs::File::open(&path).ok()?;
+        match file.try_lock_shared() {
+            // Nobody holds it: no daemon.
+            Ok(()) => return None,
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(_)) => return None,
+        }
+        let holder = fs::read_to_string(&path).ok()?;
+        (holder.trim() == endpoint.pid.to_string()).then_some(endpoint)
     }
 
     /// Written to a temporary file and renamed, so readers never see half of it.
@@ -307,7 +376,7 @@ impl Profile {
         }
         dir.create()?;
         dir.write_key(&identity)?;
-        write_private(&dir.token_path(), new_token().as_bytes())?;
+        write_private(&dir.token_path(), new_secret().as_bytes())?;
         dir.write_profile(&ProfileFile {
             handle: handle.clone(),
             peer_id: identity.author(),
@@ -364,11 +433,15 @@ impl Profile {
     }
 }
 
-/// 256 random bits, hex.
-fn new_token() -> String {
+/// 256 random bits, hex: the API token, and the web UI's session ids.
+pub fn new_secret() -> String {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).expect("the OS random source works");
     hex::encode(b)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ProfileError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path))
 }
 
 /// Creates `path` readable and writable by its owner only; refuses to overwrite.
@@ -456,5 +529,47 @@ mod tests {
         assert_eq!(mode(dir.endpoint_path()), 0o600);
         dir.remove_endpoint();
         assert_eq!(dir.endpoint(), None);
+    }
+
+    #[test]
+    fn only_the_lock_holder_endpoint_is_running() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = Profile::create(&tmp.path().join("carol"), "carol", 0).unwrap();
+        let dir = &p.dir;
+        let ours = Endpoint {
+            url: "http://127.0.0.1:1234".into(),
+            pid: std::process::id(),
+        };
+        // api.json left behind with no daemon holding the lock.
+        dir.write_endpoint(&ours).unwrap();
+        assert_eq!(dir.running_endpoint(), None);
+        let lock = dir.lock().unwrap();
+        assert_eq!(dir.running_endpoint(), Some(ours.clone()));
+        // Written by another process than the lock's holder.
+        let other = Endpoint { pid: 1, ..ours };
+        dir.write_endpoint(&other).unwrap();
+        assert_eq!(dir.running_endpoint(), None);
+        drop(lock);
+        assert_eq!(dir.running_endpoint(), None);
+    }
+
+    #[test]
+    fn private_modes_whatever_was_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("dave");
+        fs::create_dir(&path).unwrap();
+        set_mode(&path, 0o755).unwrap();
+        let p = Profile::create(&path, "dave", 0).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o700);
+        set_mode(&path, 0o755).unwrap();
+        let wal = path.join("starling.db-wal");
+        fs::write(&wal, b"").unwrap();
+        set_mode(&wal, 0o644).unwrap();
+        p.dir.make_private().unwrap();
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&p.db_path()), 0o600);
+        assert_eq!(mode(&wal), 0o600);
     }
 }

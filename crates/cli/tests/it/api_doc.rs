@@ -97,7 +97,17 @@ async fn every_documented_route_answers_as_documented() {
     let tl = d.get("/timeline").await.unwrap();
     assert_eq!(tl["posts"][0]["body"], "from the API test");
     // A cross-origin change with the session cookie is refused; the same origin works.
-    let cookie = format!("starling_session={}", d.token());
+    let signed_in = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/login?token={}", d.url(), d.token()))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
     let evil = http
         .post(format!("{}/api/v1/posts", d.url()))
         .header("Cookie", &cookie)

@@ -278,6 +278,20 @@ async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
     wait_text(&a, "#status", "Peers connected").await;
     shot(&a, "07-alice-status.png").await;
 
+    // Signing out (a POST from the page) ends the session: the app is gone, also
+    // after a reload.
+    a.find(Locator::Css("#logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&a, "body", "use the link the node printed").await;
+    a.goto(&alice.origin()).await.unwrap();
+    wait_text(&a, "body", "use the link the node printed").await;
+    assert!(a.find(Locator::Id("compose")).await.is_err());
+    shot(&a, "08-alice-signed-out.png").await;
+
     a.close().await.unwrap();
     b.close().await.unwrap();
     assert!(devnet.stop().await.success());

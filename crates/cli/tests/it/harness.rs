@@ -46,6 +46,14 @@ impl Profile {
         p
     }
 
+    /// The profile already in `dir` (kept by the caller).
+    pub fn at(dir: &std::path::Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
     pub fn command(&self) -> Command {
         let mut c = starling();
         c.arg("--data-dir").arg(&self.dir);

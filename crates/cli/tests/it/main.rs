@@ -7,4 +7,5 @@ mod harness;
 mod local;
 mod mallory;
 mod p2p;
+mod secrets;
 mod shell;
