@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
-use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::kad::{self, Mode, StoreInserts};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
@@ -13,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::NetConfig;
 use crate::protocol::*;
+use crate::record_store::{DhtStore, StoreLimits};
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -20,7 +20,7 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub kad: kad::Behaviour<MemoryStore>,
+    pub kad: kad::Behaviour<DhtStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     pub social: request_response::cbor::Behaviour<SocialRequest, SocialResponse>,
@@ -62,15 +62,8 @@ impl Behaviour {
             // node). Eight contacts per bucket, as in BitTorrent's Mainline DHT, is
             // plenty for lookups; records still go to the 20 closest nodes.
             .set_kbucket_size(std::num::NonZeroUsize::new(8).expect("non-zero"));
-        let store = MemoryStore::with_config(
-            peer_id,
-            MemoryStoreConfig {
-                max_records: 16 * 1024,
-                max_value_bytes: MAX_RECORD_BYTES,
-                max_providers_per_key: 256,
-                max_provided_keys: 16 * 1024,
-            },
-        );
+        // Bounded against floods: see `record_store`.
+        let store = DhtStore::new(peer_id, StoreLimits::default());
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // Kademlia would wait for a confirmed external address before serving, which
         // never comes on loopback or behind NAT: every node serves the DHT.

@@ -9,6 +9,7 @@
 //! Layout:
 //! - [`protocol`]: protocol names, topics, request/response messages, size limits.
 //! - [`records`]: which DHT records are stored for others and believed.
+//! - [`record_store`]: the bounded Kademlia store holding them.
 //! - [`behaviour`]: the composed libp2p behaviour and its configuration.
 //! - `event_loop`: the swarm task.
 //! - `handle`: [`Net`] and the commands it sends.
@@ -19,6 +20,7 @@ pub mod behaviour;
 mod event_loop;
 mod handle;
 pub mod protocol;
+pub mod record_store;
 pub mod records;
 pub mod sim;
 

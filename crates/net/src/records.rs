@@ -3,7 +3,7 @@
 //! else is stored.
 
 use starling_core::records::DhtKey;
-use starling_core::{NameClaim, ProfileRecord};
+use starling_core::{NameClaim, ProfileRecord, Timestamp};
 
 use crate::protocol::MAX_RECORD_BYTES;
 
@@ -27,10 +27,16 @@ pub fn is_valid(key: &[u8], value: &[u8]) -> bool {
     }
 }
 
-/// Decides on an inbound PUT, given what we already hold under the key. A handle
-/// held by one key is never handed to another here, whatever the claims' times say:
-/// the holder keeps it, and only its own refresh replaces its claim.
-pub fn judge_put(key: &[u8], value: &[u8], existing: Option<&[u8]>) -> Verdict {
+/// How far ahead of our clock a profile's version (an HLC stamp) may be: a version
+/// far in the future would shut out every later genuine one, and a stream of ever
+/// higher versions could otherwise be accepted without end.
+pub const MAX_PROFILE_AHEAD_MS: u64 = 10 * 60 * 1000;
+
+/// Decides on an inbound PUT, given what we already hold under the key and the time
+/// (Unix ms). A handle held by one key is never handed to another here, whatever the
+/// claims' times say: the holder keeps it, and only its own refresh replaces its
+/// claim. A profile must be newer than the one held and not from the future.
+pub fn judge_put(key: &[u8], value: &[u8], existing: Option<&[u8]>, now_ms: u64) -> Verdict {
     if value.len() > MAX_RECORD_BYTES {
         return Verdict::Refuse("record too large");
     }
@@ -51,6 +57,9 @@ pub fn judge_put(key: &[u8], value: &[u8], existing: Option<&[u8]>) -> Verdict {
             let Ok(profile) = ProfileRecord::from_record(key, value) else {
                 return Verdict::Refuse("invalid profile");
             };
+            if Timestamp(profile.version).millis() > now_ms.saturating_add(MAX_PROFILE_AHEAD_MS) {
+                return Verdict::Refuse("profile version in the future");
+            }
             match existing.and_then(|e| ProfileRecord::from_record(key, e).ok()) {
                 Some(held) if held.version > profile.version => {
                     Verdict::Refuse("older profile version")
@@ -93,29 +102,29 @@ mod tests {
         );
         let key = name_key(&Handle::parse("alice").unwrap());
         let first = claim(&a, "alice", 10);
-        assert_eq!(judge_put(&key, first.as_bytes(), None), Verdict::Store);
+        assert_eq!(judge_put(&key, first.as_bytes(), None, 0), Verdict::Store);
         let rival = claim(&b, "alice", 5);
         assert_eq!(
-            judge_put(&key, rival.as_bytes(), Some(first.as_bytes())),
+            judge_put(&key, rival.as_bytes(), Some(first.as_bytes()), 0),
             Verdict::Refuse("handle held by another key")
         );
         let refresh = claim(&a, "alice", 20);
         assert_eq!(
-            judge_put(&key, refresh.as_bytes(), Some(first.as_bytes())),
+            judge_put(&key, refresh.as_bytes(), Some(first.as_bytes()), 0),
             Verdict::Store
         );
         assert_eq!(
-            judge_put(&key, first.as_bytes(), Some(refresh.as_bytes())),
+            judge_put(&key, first.as_bytes(), Some(refresh.as_bytes()), 0),
             Verdict::Refuse("older claim")
         );
         assert_eq!(
-            judge_put(&key, first.as_bytes(), Some(first.as_bytes())),
+            judge_put(&key, first.as_bytes(), Some(first.as_bytes()), 0),
             Verdict::Store
         );
         // Under the wrong key, or forged: refused.
         let other_key = name_key(&Handle::parse("bob").unwrap());
         assert_eq!(
-            judge_put(&other_key, first.as_bytes(), None),
+            judge_put(&other_key, first.as_bytes(), None, 0),
             Verdict::Refuse("invalid name claim")
         );
         let mut forged = first.as_bytes().to_vec();
@@ -143,16 +152,32 @@ mod tests {
         };
         let key = profile_key(&a.author());
         assert_eq!(
-            judge_put(&key, p(1).as_bytes(), Some(p(2).as_bytes())),
+            judge_put(&key, p(1).as_bytes(), Some(p(2).as_bytes()), 0),
             Verdict::Refuse("older profile version")
         );
         assert_eq!(
-            judge_put(&key, p(3).as_bytes(), Some(p(2).as_bytes())),
+            judge_put(&key, p(3).as_bytes(), Some(p(2).as_bytes()), 0),
             Verdict::Store
         );
         assert_eq!(
-            judge_put(b"/other", p(3).as_bytes(), None),
+            judge_put(b"/other", p(3).as_bytes(), None, 0),
             Verdict::Refuse("unknown record kind")
+        );
+        // Versions are HLC stamps: at most ten minutes ahead of our clock.
+        let now = 1_800_000_000_000;
+        let at = |ms| p(Timestamp::from_parts(ms, 0).0);
+        assert_eq!(
+            judge_put(&key, at(now + 60_000).as_bytes(), None, now),
+            Verdict::Store
+        );
+        assert_eq!(
+            judge_put(
+                &key,
+                at(now + MAX_PROFILE_AHEAD_MS + 1).as_bytes(),
+                None,
+                now
+            ),
+            Verdict::Refuse("profile version in the future")
         );
     }
 

@@ -300,7 +300,9 @@ impl SimNetwork {
                 let _ = reply.send(Ok(w.records.get(&key).cloned().into_iter().collect()));
             }
             Command::PutRecord { key, value, reply } => {
-                let verdict = judge_put(&key, &value, w.records.get(&key).map(|v| v.as_slice()));
+                // The simulated world has no wall clock: no bound on profile versions.
+                let held = w.records.get(&key).map(|v| v.as_slice());
+                let verdict = judge_put(&key, &value, held, u64::MAX);
                 let _ = reply.send(match verdict {
                     Verdict::Store => {
                         w.records.insert(key, value);

@@ -41,6 +41,12 @@ fn sort(ev: NetEvent) -> Sorted {
 
 /// Gossip messages validated together (one batch verification, one transaction).
 const GOSSIP_BATCH: usize = 256;
+/// DHT records stored for others waiting to be persisted; beyond that they are
+/// dropped (counted: the record is still served, only a restart forgets it).
+const PERSIST_QUEUE: usize = 1024;
+/// Rows kept in `dht_records` (the network's record store holds at most 8,192).
+const PERSIST_MAX_ROWS: usize = 8 * 1024;
+
 /// Followed authors caught up with per maintenance round.
 const CATCH_UP_PER_ROUND: usize = 16;
 
@@ -109,7 +115,28 @@ impl Online {
         }
     }
 
+    /// Persists DHT records stored for others, in batches, off the event path.
+    async fn run_persist(self: Arc<Self>, mut records: mpsc::Receiver<(Vec<u8>, Vec<u8>, u64)>) {
+        let mut batch = Vec::new();
+        while records.recv_many(&mut batch, PERSIST_QUEUE).await > 0 {
+            let (s, n) = (&self.shared, batch.len() as u64);
+            let rows = std::mem::take(&mut batch);
+            match s
+                .store
+                .put_dht_records(rows, s.clock.now_ms(), PERSIST_MAX_ROWS)
+                .await
+            {
+                Ok(_) => s.metrics.add("dht.persisted", n),
+                Err(e) => tracing::warn!(error = %e, "cannot persist DHT records"),
+            }
+        }
+    }
+
     async fn run_events(self: Arc<Self>, mut events: mpsc::Receiver<NetEvent>) {
+        let (persist, to_persist) = mpsc::channel(PERSIST_QUEUE);
+        self.shared
+            .tasks
+            .spawn(self.clone().run_persist(to_persist));
         let mut backlog: VecDeque<NetEvent> = VecDeque::new();
         loop {
             let ev = match backlog.pop_front() {
@@ -167,8 +194,8 @@ impl Online {
                     value,
                     expires,
                 } => {
-                    if let Err(e) = self.shared.store.put_dht_record(key, value, expires).await {
-                        tracing::warn!(error = %e, "cannot persist a DHT record");
+                    if persist.try_send((key, value, expires)).is_err() {
+                        self.shared.metrics.inc("dht.persist_dropped");
                     }
                 }
                 NetEvent::Connected { peer } => self.on_connected(peer).await,

@@ -451,6 +451,38 @@ impl Store {
         .await
     }
 
+    /// Keeps a batch of DHT records stored for others (`key`, `value`, `expires_at`)
+    /// in one relaxed transaction (they can be fetched again: no disk flush), drops
+    /// the expired ones and then, beyond `max_rows`, those expiring soonest. Returns
+    /// the rows dropped.
+    pub async fn put_dht_records(
+        &self,
+        batch: Vec<(Vec<u8>, Vec<u8>, u64)>,
+        now_ms: u64,
+        max_rows: usize,
+    ) -> Result<usize> {
+        self.write_relaxed(move |c| {
+            let mut put = c.prepare_cached(
+                "INSERT INTO dht_records (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            )?;
+            for (key, value, expires_at) in batch {
+                put.execute(params![key, value, expires_at as i64])?;
+            }
+            let expired = c
+                .prepare_cached("DELETE FROM dht_records WHERE expires_at <= ?1")?
+                .execute([now_ms as i64])?;
+            let over = c
+                .prepare_cached(
+                    "DELETE FROM dht_records WHERE key IN (SELECT key FROM dht_records
+                     ORDER BY expires_at DESC LIMIT -1 OFFSET ?1)",
+                )?
+                .execute([max_rows as i64])?;
+            Ok(expired + over)
+        })
+        .await
+    }
+
     /// Unexpired DHT records, `(key, value, expires_at)`; expired ones are deleted.
     pub async fn dht_records(&self, now_ms: u64) -> Result<Vec<(Vec<u8>, Vec<u8>, u64)>> {
         self.write(move |c| {

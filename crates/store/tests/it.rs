@@ -299,6 +299,22 @@ async fn dht_records_survive_and_expire() {
 }
 
 #[tokio::test]
+async fn dht_record_batches_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let batch = (0..10u64)
+        .map(|i| (vec![i as u8], b"v".to_vec(), NOW + 100 + i))
+        .chain([(b"old".to_vec(), b"v".to_vec(), NOW - 1)])
+        .collect();
+    // One expired row and the four expiring soonest are dropped.
+    assert_eq!(store.put_dht_records(batch, NOW, 6).await.unwrap(), 5);
+    let held = store.dht_records(NOW).await.unwrap();
+    let mut keys: Vec<u8> = held.iter().map(|(k, _, _)| k[0]).collect();
+    keys.sort();
+    assert_eq!(keys, vec![4, 5, 6, 7, 8, 9]);
+}
+
+#[tokio::test]
 async fn inline_mode_gives_the_same_answers_and_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("starling.db");
@@ -398,4 +414,49 @@ async fn equivocation_proofs_are_kept_and_bounded_per_author() {
     assert_eq!(of(&a).proofs, starling_store::PROOFS_PER_AUTHOR);
     assert_eq!(of(&a).first_seq, 1);
     assert_eq!((of(&b).proofs, of(&b).first_seq), (1, 7));
+}
+
+#[tokio::test]
+async fn quotas_evict_the_oldest_of_others_and_move_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (me, a, b) = (
+        Identity::from_secret_bytes([1; 32]),
+        Identity::from_secret_bytes([2; 32]),
+        Identity::from_secret_bytes([3; 32]),
+    );
+    store
+        .put_following(follow(&me, &a, true, 1), None, NOW)
+        .await
+        .unwrap();
+    let mut posts = Vec::new();
+    for i in 1..=8u64 {
+        posts.push(post(&me, i, NOW + i, HOUR, "mine"));
+        posts.push(post(&a, i, NOW + 100 + i, HOUR, "a"));
+        posts.push(post(&b, i, NOW + 200 + i, HOUR, "b"));
+    }
+    store.insert_posts(posts, NOW).await.unwrap();
+    let quota = starling_store::Quota {
+        per_author: 5,
+        total: 8,
+    };
+    // a: 8 -> 5 (seqs 4-8), b: 8 -> 5; then 10 of others > 8: a's two oldest go.
+    assert_eq!(store.enforce_quota(me.author(), quota).await.unwrap(), 8);
+    let seqs = |v: Vec<Post>| v.iter().map(|p| p.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(store.posts_after(me.author(), 0, NOW, 100).await.unwrap()),
+        (1..=8).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seqs(store.posts_after(a.author(), 0, NOW, 100).await.unwrap()),
+        vec![6, 7, 8]
+    );
+    assert_eq!(
+        seqs(store.posts_after(b.author(), 0, NOW, 100).await.unwrap()),
+        vec![4, 5, 6, 7, 8]
+    );
+    // What was evicted is not asked for again: a's position moved past it.
+    let row = store.following_of(a.author()).await.unwrap().unwrap();
+    assert!(row.synced_seq >= 5, "{}", row.synced_seq);
+    assert_eq!(store.enforce_quota(me.author(), quota).await.unwrap(), 0);
 }

@@ -3,6 +3,7 @@
 
 mod api_doc;
 mod browser;
+mod dht_flood;
 mod harness;
 mod local;
 mod mallory;

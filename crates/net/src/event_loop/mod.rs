@@ -43,7 +43,13 @@ struct Counters(BTreeMap<String, u64>);
 
 impl Counters {
     fn add(&mut self, what: &str) {
-        *self.0.entry(what.to_string()).or_default() += 1;
+        self.add_n(what, 1);
+    }
+
+    fn add_n(&mut self, what: &str, n: u64) {
+        if n > 0 {
+            *self.0.entry(what.to_string()).or_default() += n;
+        }
     }
 }
 
@@ -63,6 +69,7 @@ pub(crate) struct EventLoop {
     requests: Requests,
     connections: Connections,
     counters: Counters,
+    write_budget: kad::WriteBudget,
 }
 
 impl EventLoop {
@@ -84,6 +91,7 @@ impl EventLoop {
             requests: Requests::default(),
             connections: Connections::new(bootstrap_peers, config.idle_timeout),
             counters: Counters::default(),
+            write_budget: kad::WriteBudget::default(),
         })
     }
 
@@ -104,6 +112,7 @@ impl EventLoop {
                     let (swarm, counters) = (&mut self.swarm, &mut self.counters);
                     self.connections.lift_bans(swarm);
                     self.connections.prune(swarm, counters, self.requests.peers());
+                    self.sweep_store();
                 }
             }
         }
@@ -218,6 +227,10 @@ impl EventLoop {
         let kad = &mut self.swarm.behaviour_mut().kad;
         let routing_table_size = kad.kbuckets().map(|b| b.num_entries()).sum();
         let dht_queries = kad.iter_queries().count();
+        let mut counters = self.counters.0.clone();
+        let store = kad.store_mut();
+        counters.insert("dht_records_held".into(), store.record_count() as u64);
+        counters.insert("dht_providers_held".into(), store.provider_count() as u64);
         NetStatus {
             peer_id: local,
             listen_addrs,
@@ -225,7 +238,7 @@ impl EventLoop {
             routing_table_size,
             subscribed_topics: self.swarm.behaviour().gossipsub.topics().count(),
             dht_queries,
-            counters: self.counters.0.clone(),
+            counters,
         }
     }
 

@@ -38,7 +38,7 @@ pub(super) struct Queries {
     finds: HashMap<QueryId, PendingFind>,
 }
 
-type Kad = kad::Behaviour<kad::store::MemoryStore>;
+type Kad = kad::Behaviour<crate::record_store::DhtStore>;
 
 impl Queries {
     pub(super) fn get_record(
