@@ -144,6 +144,16 @@ pub struct UpArgs {
     #[arg(long, value_parser = parse_duration)]
     pub maintenance_interval: Option<Duration>,
 
+    /// Posts kept per followed author (their newest; older ones are evicted at the
+    /// next GC round). Default 10000.
+    #[arg(long, value_name = "POSTS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_per_author: Option<u64>,
+
+    /// Posts of others kept in all (the oldest are evicted first; your own posts are
+    /// never evicted). Default 1000000.
+    #[arg(long, value_name = "POSTS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_total: Option<u64>,
+
     /// Stop when standard input closes (used by `devnet`, so its nodes never outlive it).
     #[arg(long, hide = true)]
     pub stop_on_stdin_eof: bool,

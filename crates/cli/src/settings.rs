@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use starling_node::{Multiaddr, NetConfig, NodeConfig, ProfileDir};
+use starling_node::{Multiaddr, NetConfig, NodeConfig, ProfileDir, Quota};
 
 use crate::args::{UpArgs, parse_duration};
 
@@ -26,6 +26,8 @@ pub struct ConfigFile {
     pub ntp_interval: Option<String>,
     pub gc_interval: Option<String>,
     pub maintenance_interval: Option<String>,
+    pub quota_per_author: Option<u64>,
+    pub quota_total: Option<u64>,
 }
 
 /// Everything `up` needs, validated.
@@ -115,6 +117,18 @@ impl Settings {
                 "maintenance_interval",
                 defaults.maintenance_interval,
             )?,
+            quota: Quota {
+                per_author: args
+                    .quota_per_author
+                    .or(file.quota_per_author)
+                    .unwrap_or(defaults.quota.per_author)
+                    .max(1),
+                total: args
+                    .quota_total
+                    .or(file.quota_total)
+                    .unwrap_or(defaults.quota.total)
+                    .max(1),
+            },
             ..defaults
         };
         if args.offline || file.offline.unwrap_or(false) {

@@ -42,7 +42,7 @@ pub use node::{Node, NodeConfig, NodeError, NodeEvent};
 pub use profile::{Endpoint, Profile, ProfileDir, ProfileError};
 pub use starling_core::{AuthorId, PostError};
 pub use starling_net::{Multiaddr, NetConfig};
-pub use starling_store::Cursor;
+pub use starling_store::{Cursor, Quota};
 pub use view::{
     FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI,
 };

@@ -14,7 +14,7 @@ use starling_core::{
     PostRef, SignatureError, Verdict,
 };
 use starling_net::{Net, NetConfig, NetError, NetEvent, PeerId};
-use starling_store::{Cursor, Inserted, Store, StoreConfig, StoreError};
+use starling_store::{Cursor, Inserted, Quota, Store, StoreConfig, StoreError};
 use thiserror::Error;
 use tokio::sync::{Mutex, broadcast, mpsc};
 
@@ -44,6 +44,8 @@ pub struct NodeConfig {
     /// new followers, and reconnects to followed authors.
     pub maintenance_interval: Duration,
     pub limits: Limits,
+    /// How many posts of others are kept (enforced at each GC round).
+    pub quota: Quota,
     pub store: StoreConfig,
     /// `None`: a node without network (local only).
     pub network: Option<NetConfig>,
@@ -58,6 +60,7 @@ impl Default for NodeConfig {
             gc_interval: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(60),
             limits: Limits::default(),
+            quota: Quota::default(),
             store: StoreConfig::default(),
             network: Some(NetConfig::default()),
         }
@@ -563,6 +566,15 @@ impl Node {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(deleted = n, "expired posts collected"),
                 Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+            }
+            let s = &self.shared;
+            match s.store.enforce_quota(s.me, s.config.quota).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    s.metrics.add("evicted.quota", n);
+                    tracing::info!(evicted = n, "posts of others over the quota evicted");
+                }
+                Err(e) => tracing::warn!(error = %e, "quota enforcement failed"),
             }
         }
     }

@@ -25,7 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
-pub use posts::{Cursor, Equivocator, Inserted, PROOFS_PER_AUTHOR, StoredPost};
+pub use posts::{Cursor, Equivocator, Inserted, PROOFS_PER_AUTHOR, Quota, StoredPost};
 pub use social::{FollowerRow, FollowingRow, Pin};
 
 #[derive(Debug, Error)]

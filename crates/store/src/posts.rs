@@ -434,3 +434,87 @@ impl Store {
         .await
     }
 }
+
+/// How many posts of others a node keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Posts kept per followed author (their newest).
+    pub per_author: u64,
+    /// Posts of others kept in all (the newest by timestamp).
+    pub total: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        // An author posting every 10 s for a day stays within 10,000; a million
+        // posts is about 400 MB at the largest, ~250 MB at a typical size.
+        Self {
+            per_author: 10_000,
+            total: 1_000_000,
+        }
+    }
+}
+
+impl Store {
+    /// Evicts other authors' posts beyond `quota`: an author's oldest (lowest seq)
+    /// first, then the oldest (by timestamp) of all others; never `me`'s. Catch-up
+    /// positions move over what was evicted, so it is not fetched again. Returns
+    /// how many posts were evicted.
+    pub async fn enforce_quota(&self, me: AuthorId, quota: Quota) -> Result<u64> {
+        self.write_relaxed(move |c| {
+            let mut evicted = 0u64;
+            let over: Vec<(Vec<u8>, i64)> = c
+                .prepare_cached(
+                    "SELECT author, count(*) FROM posts WHERE author != ?1
+                     GROUP BY author HAVING count(*) > ?2",
+                )?
+                .query_map(params![me.as_bytes(), quota.per_author as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (author, n) in over {
+                let excess = n - quota.per_author as i64;
+                evicted += evict(
+                    c,
+                    "SELECT author, seq FROM posts WHERE author = ?1 ORDER BY seq ASC LIMIT ?2",
+                    params![author, excess],
+                )?;
+            }
+            let others: i64 = c
+                .prepare_cached("SELECT count(*) FROM posts WHERE author != ?1")?
+                .query_row([me.as_bytes()], |r| r.get(0))?;
+            if others > quota.total as i64 {
+                evicted += evict(
+                    c,
+                    "SELECT author, seq FROM posts WHERE author != ?1 ORDER BY ts ASC LIMIT ?2",
+                    params![me.as_bytes(), others - quota.total as i64],
+                )?;
+            }
+            Ok(evicted)
+        })
+        .await
+    }
+}
+
+/// Deletes the posts `select` names (`author, seq`), moving each author's catch-up
+/// position over the highest seq evicted. Returns how many.
+fn evict(c: &Connection, select: &str, args: impl rusqlite::Params) -> Result<u64> {
+    let victims: Vec<(Vec<u8>, i64)> = c
+        .prepare(select)?
+        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut highest: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut del = c.prepare_cached("DELETE FROM posts WHERE author = ?1 AND seq = ?2")?;
+    for (author, seq) in &victims {
+        del.execute(params![author, seq])?;
+        let h = highest.entry(author.clone()).or_insert(*seq);
+        *h = (*h).max(*seq);
+    }
+    let mut pos = c.prepare_cached(
+        "UPDATE following SET synced_seq = max(synced_seq, ?2) WHERE followee = ?1",
+    )?;
+    for (author, seq) in highest {
+        pos.execute(params![author, seq])?;
+    }
+    Ok(victims.len() as u64)
+}

@@ -532,3 +532,82 @@ async fn a_flood_of_requests_from_one_peer_stays_bounded() {
     honest.stop().await;
     mallory.stop().await;
 }
+
+/// Issue 11, item 9: a followed author posting without limit cannot fill a
+/// follower's disk. bob keeps 10 posts per author and 15 of others in all: alice's
+/// 30 posts and carol's 10 leave her newest 5 and carol's 10; bob's own 20 posts
+/// are never evicted; the evictions are counted in `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_evict_the_oldest_posts_of_others_and_never_our_own() {
+    let wait = Duration::from_secs(60);
+    let (alice, carol, bob) = (
+        Profile::init("alice"),
+        Profile::init("carol"),
+        Profile::init("bob"),
+    );
+    let a = alice.up(&[]).await;
+    let boot = addr(&a).await;
+    let c = carol.up(&["--bootstrap", &boot]).await;
+    let b = bob
+        .up(&[
+            "--bootstrap",
+            &boot,
+            "--quota-per-author",
+            "10",
+            "--quota-total",
+            "15",
+            "--gc-interval",
+            "1s",
+        ])
+        .await;
+    let (alice_id, carol_id) = (a.author().to_string(), c.author().to_string());
+    for who in [&alice_id, &carol_id] {
+        assert!(bob.cli(&["follow", who]).status.success());
+    }
+    wait_for(wait, "bob's follows to arrive", || async {
+        status(&a).await["followers"] == 1 && status(&c).await["followers"] == 1
+    })
+    .await
+    .unwrap();
+    for i in 1..=20 {
+        b.post("/posts", &json!({ "body": format!("bob {i}") }))
+            .await
+            .unwrap();
+    }
+    for i in 1..=30 {
+        a.post("/posts", &json!({ "body": format!("alice {i}") }))
+            .await
+            .unwrap();
+    }
+    wait_for(wait, "alice's newest post at bob", || async {
+        timeline(&b)
+            .await
+            .iter()
+            .any(|(who, s, _)| *who == alice_id && *s == 30)
+    })
+    .await
+    .unwrap();
+    for i in 1..=10 {
+        c.post("/posts", &json!({ "body": format!("carol {i}") }))
+            .await
+            .unwrap();
+    }
+    wait_for(wait, "25 posts of others evicted", || async {
+        status(&b).await["counters"]["evicted.quota"] == 25
+    })
+    .await
+    .unwrap();
+    let tl = timeline(&b).await;
+    let seqs = |who: &str| {
+        let mut v: Vec<u64> = tl
+            .iter()
+            .filter(|(a, _, _)| a == who)
+            .map(|(_, s, _)| *s)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(seqs(&alice_id), (26..=30).collect::<Vec<_>>());
+    assert_eq!(seqs(&carol_id), (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs(&b.author().to_string()), (1..=20).collect::<Vec<_>>());
+}
