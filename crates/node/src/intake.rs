@@ -17,7 +17,7 @@ use starling_core::{
 use starling_net::PeerId;
 use starling_store::Inserted;
 
-use crate::node::{NodeEvent, Shared};
+use crate::node::Shared;
 
 /// One received post: its bytes, the channel it came on, who handed it to us.
 pub(crate) struct Arrival {
@@ -204,7 +204,7 @@ impl Intake {
             match result {
                 Inserted::New => {
                     new += 1;
-                    shared.announce(NodeEvent::Post(shared.view(post)));
+                    shared.announce_post(post);
                 }
                 Inserted::Duplicate => shared.metrics.inc("received.duplicate"),
                 // Two batches raced with two versions of one post: the store kept

@@ -200,6 +200,13 @@ impl Shared {
     pub(crate) fn view(&self, post: &Post) -> PostView {
         PostView::new(post, self.name_of(&post.author), post.author == self.me)
     }
+    /// Announces a post that entered the timeline; its view is built only when
+    /// someone is listening (the web UI, an API client).
+    pub(crate) fn announce_post(&self, post: &Post) {
+        if self.events.receiver_count() > 0 {
+            self.announce(NodeEvent::Post(self.view(post)));
+        }
+    }
     pub(crate) fn announce(&self, event: NodeEvent) {
         // Nobody listening is fine.
         let _ = self.events.send(event);
