@@ -54,10 +54,10 @@ fuzz_target!(|data: &[u8]| {
             if let Some(t) = decode::<Target>(json) {
                 // The node's follow-target parser: a key, else a handle (`@` optional).
                 let t = t.target.trim();
-                if t.parse::<AuthorId>().is_err() {
-                    if let Ok(h) = Handle::parse(t.trim_start_matches('@')) {
-                        assert_eq!(Handle::parse(h.as_str()).as_ref(), Ok(&h));
-                    }
+                if t.parse::<AuthorId>().is_err()
+                    && let Ok(h) = Handle::parse(t.trim_start_matches('@'))
+                {
+                    assert_eq!(Handle::parse(h.as_str()).as_ref(), Ok(&h));
                 }
             }
         }

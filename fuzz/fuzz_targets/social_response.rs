@@ -15,11 +15,10 @@ fuzz_target!(|data: &[u8]| {
     if let SocialResponse::Statement {
         statement: Some(bytes),
     } = &resp
+        && let Ok(st) = FollowStatement::decode(bytes)
     {
-        if let Ok(st) = FollowStatement::decode(bytes) {
-            assert_canonical(&st, bytes);
-            let _ = st.verify();
-            let _ = st.validate();
-        }
+        assert_canonical(&st, bytes);
+        let _ = st.verify();
+        let _ = st.validate();
     }
 });
