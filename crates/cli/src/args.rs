@@ -41,7 +41,7 @@ pub enum Command {
         name: String,
     },
     /// Run the node (the daemon) for this profile.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Publish a post (1-280 characters). Reads standard input when TEXT is `-` or absent.
     Post { text: Vec<String> },
     /// Show your timeline, newest first.

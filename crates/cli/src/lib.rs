@@ -174,7 +174,7 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Up(args) => daemon::up(&dir, args).await,
+        Command::Up(args) => daemon::up(&dir, *args).await,
         Command::Post { text } => {
             let body = if text.is_empty() || text == ["-"] {
                 let mut s = String::new();
