@@ -78,14 +78,20 @@ impl Metrics {
     fn strike(&self, peer: PeerId) -> bool {
         let mut strikes = self.strikes.lock().expect("metrics poisoned");
         let now = Instant::now();
-        strikes.retain(|_, (_, since)| now.duration_since(*since) <= STRIKE_WINDOW);
-        if strikes.len() >= MAX_STRIKE_PEERS
-            && !strikes.contains_key(&peer)
-            && let Some(oldest) = strikes.iter().min_by_key(|(_, (_, t))| *t).map(|(p, _)| *p)
-        {
-            strikes.remove(&oldest);
+        // Full: forget windows that have ended, and if none has, the oldest. Only
+        // then: a refusal costs a map lookup, not a sweep.
+        if strikes.len() >= MAX_STRIKE_PEERS && !strikes.contains_key(&peer) {
+            strikes.retain(|_, (_, since)| now.duration_since(*since) <= STRIKE_WINDOW);
+            if strikes.len() >= MAX_STRIKE_PEERS
+                && let Some(oldest) = strikes.iter().min_by_key(|(_, (_, t))| *t).map(|(p, _)| *p)
+            {
+                strikes.remove(&oldest);
+            }
         }
         let e = strikes.entry(peer).or_insert((0, now));
+        if now.duration_since(e.1) > STRIKE_WINDOW {
+            *e = (0, now); // a new window
+        }
         e.0 += 1;
         if e.0 >= STRIKES_TO_BAN {
             strikes.remove(&peer);
@@ -109,5 +115,27 @@ impl Metrics {
             .into_iter()
             .filter_map(|(k, v)| k.strip_prefix("rejected.").map(|r| (r.to_string(), v)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn strikes_ban_within_a_window_only() {
+        let m = Metrics::default();
+        let (p, q) = (PeerId::random(), PeerId::random());
+        for _ in 1..STRIKES_TO_BAN {
+            assert!(!m.strike(p));
+        }
+        // The window ends: the count starts again.
+        tokio::time::advance(STRIKE_WINDOW + Duration::from_secs(1)).await;
+        for _ in 1..STRIKES_TO_BAN {
+            assert!(!m.strike(p));
+            assert!(!m.strike(q));
+        }
+        assert!(m.strike(p), "the 20th strike within a minute bans");
+        assert!(m.strike(q));
     }
 }
