@@ -502,6 +502,7 @@ impl Node {
         let (stored, live) = s.store.post_counts(s.clock.now_ms()).await?;
         let followers = s.store.followers(true).await?.len() as u64;
         let outbox_pending = s.store.outbox_len().await?;
+        let tasks_refused = s.tasks.refused();
         let flagged = s
             .store
             .equivocators()
@@ -541,6 +542,7 @@ impl Node {
                 .snapshot()
                 .into_iter()
                 .filter(|(k, _)| !k.starts_with("rejected."))
+                .chain((tasks_refused > 0).then(|| ("tasks.refused".to_string(), tasks_refused)))
                 .collect(),
             flagged,
             network,

@@ -15,6 +15,8 @@ pub(crate) const MAX_TASKS: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct Tasks {
+    /// Work refused because the set was full (shown in `status` as `tasks.refused`).
+    refused: std::sync::atomic::AtomicU64,
     cancel: CancellationToken,
     set: Mutex<JoinSet<()>>,
 }
@@ -28,6 +30,8 @@ impl Tasks {
         // Finished tasks leave their slot until joined: join them now.
         while set.try_join_next().is_some() {}
         if set.len() >= MAX_TASKS {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return false;
         }
         set.spawn(async move {
@@ -38,6 +42,11 @@ impl Tasks {
             }
         });
         true
+    }
+
+    /// How much work was refused because the set was full.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tasks still running (or finished and not reaped yet).
