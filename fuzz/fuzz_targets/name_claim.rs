@@ -23,5 +23,5 @@ fuzz_target!(|data: &[u8]| {
         NameClaim::from_record(&profile_key(&claim.owner), data),
         Err(RecordError::WrongKey)
     );
-    assert!(claim.wins_over(&claim));
+    assert!(claim.replaces(&claim));
 });

@@ -245,6 +245,9 @@ impl From<NodeError> for ApiError {
             NodeError::KeyChanged { .. } => Self::new(StatusCode::CONFLICT, "key_changed", msg),
             NodeError::SelfFollow => unprocessable("self_follow"),
             NodeError::NotFollowing(_) => Self::new(StatusCode::NOT_FOUND, "not_following", msg),
+            NodeError::HandleUnconfirmed { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "handle_unconfirmed", msg)
+            }
             NodeError::Network(_) | NodeError::Offline | NodeError::ClaimPending { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "network", msg)
             }

@@ -170,16 +170,13 @@ pub enum RecordError {
 }
 
 impl NameClaim {
-    /// Whether this claim takes the place of `other`, a claim for the same handle.
-    /// Between two keys the earlier claim wins (smaller `claimed_at`), a tie going to
-    /// the smaller owner key; a key's own claims replace each other, the newer (or an
-    /// equal) refresh replacing the older.
-    pub fn wins_over(&self, other: &NameClaim) -> bool {
-        if self.owner == other.owner {
-            self.claimed_at >= other.claimed_at
-        } else {
-            (self.claimed_at, self.owner) < (other.claimed_at, other.owner)
-        }
+    /// Whether this claim replaces `held`, a claim held under the same handle: only a
+    /// claim by the same owner does, the newer (or an equal) refresh replacing the
+    /// older. Between two keys the self-declared `claimed_at` decides nothing (anyone
+    /// can backdate their own claim): the claim a node stored first stays there, and
+    /// who holds a handle is asked of several peers (see [`ClaimTally`]).
+    pub fn replaces(&self, held: &NameClaim) -> bool {
+        self.owner == held.owner && self.claimed_at >= held.claimed_at
     }
 
     /// Decodes and checks a claim found under `key`.
@@ -193,10 +190,60 @@ impl NameClaim {
     }
 }
 
-/// The first claim among claims for one handle: the earliest `claimed_at`, a tie going
-/// to the smaller owner key. Its owner holds the handle (see [`NameClaim::wins_over`]).
-pub fn first_claim<'a>(claims: impl IntoIterator<Item = &'a NameClaim>) -> Option<&'a NameClaim> {
-    claims.into_iter().min_by_key(|c| (c.claimed_at, c.owner))
+/// Answers a handle's holder needs, at least, before anyone believes it holds it.
+pub const MIN_VOICES: usize = 2;
+
+/// The claims found for one handle, counted by owner: one voice per answering peer
+/// (and one for our own record store). No single answer is trusted: a key holds the
+/// handle when at least [`MIN_VOICES`] answers name it and more name it than any
+/// other key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimTally {
+    /// Voices per owner, most first (ties by key, for a stable order).
+    voices: Vec<(AuthorId, usize)>,
+}
+
+impl ClaimTally {
+    /// Counts claims, one per answer.
+    pub fn count<'a>(claims: impl IntoIterator<Item = &'a NameClaim>) -> Self {
+        let mut voices: Vec<(AuthorId, usize)> = Vec::new();
+        for c in claims {
+            match voices.iter_mut().find(|(o, _)| *o == c.owner) {
+                Some((_, n)) => *n += 1,
+                None => voices.push((c.owner, 1)),
+            }
+        }
+        voices.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Self { voices }
+    }
+
+    /// Voices naming `owner`.
+    pub fn voices(&self, owner: &AuthorId) -> usize {
+        self.voices
+            .iter()
+            .find(|(o, _)| o == owner)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// All answers counted.
+    pub fn total(&self) -> usize {
+        self.voices.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The key holding the handle, if the answers agree enough to say.
+    pub fn holder(&self) -> Option<AuthorId> {
+        match self.voices.as_slice() {
+            [(o, n), rest @ ..] if *n >= MIN_VOICES && rest.first().is_none_or(|r| r.1 < *n) => {
+                Some(*o)
+            }
+            _ => None,
+        }
+    }
+
+    /// The key other than `me` with the most voices, and its voices.
+    pub fn strongest_rival(&self, me: &AuthorId) -> Option<(AuthorId, usize)> {
+        self.voices.iter().find(|(o, _)| o != me).copied()
+    }
 }
 
 impl ProfileRecord {
@@ -243,55 +290,49 @@ mod tests {
     }
 
     #[test]
-    fn the_earlier_claim_wins_between_keys() {
+    fn only_the_owner_replaces_its_claim_whatever_the_times() {
         let (a, b) = ordered_pair();
-        // Whichever key is smaller, the earlier claim wins.
-        assert!(claim(&b, 5).wins_over(&claim(&a, 10)));
-        assert!(!claim(&a, 10).wins_over(&claim(&b, 5)));
-        assert!(claim(&a, 5).wins_over(&claim(&b, 10)));
-        assert!(!claim(&b, 10).wins_over(&claim(&a, 5)));
+        // A backdated claim by another key replaces nothing, nor does a later one.
+        assert!(!claim(&b, 5).replaces(&claim(&a, 10)));
+        assert!(!claim(&a, 5).replaces(&claim(&b, 10)));
+        assert!(!claim(&b, 50).replaces(&claim(&a, 10)));
+        // The owner's refresh does; its older claim does not.
+        assert!(claim(&a, 20).replaces(&claim(&a, 10)));
+        assert!(!claim(&a, 10).replaces(&claim(&a, 20)));
+        assert!(claim(&a, 10).replaces(&claim(&a, 10)));
     }
 
     #[test]
-    fn a_tie_goes_to_the_smaller_owner_key() {
-        let (a, b) = ordered_pair();
-        assert!(a.author().as_bytes() < b.author().as_bytes());
-        assert!(claim(&a, 7).wins_over(&claim(&b, 7)));
-        assert!(!claim(&b, 7).wins_over(&claim(&a, 7)));
-    }
-
-    #[test]
-    fn an_owner_refreshes_its_own_claim() {
-        let a = id(1);
-        assert!(claim(&a, 20).wins_over(&claim(&a, 10)));
-        assert!(!claim(&a, 10).wins_over(&claim(&a, 20)));
-        assert!(claim(&a, 10).wins_over(&claim(&a, 10)));
-    }
-
-    #[test]
-    fn first_claim_is_the_earliest_then_the_smaller_key_in_any_order() {
-        assert!(first_claim(&[]).is_none());
+    fn a_holder_needs_two_voices_and_more_than_any_other_key() {
         let (a, b) = ordered_pair();
         let c = id(3);
-        let claims = [claim(&c, 30), claim(&b, 10), claim(&a, 10), claim(&b, 40)];
-        for rotation in 0..claims.len() {
-            let mut order: Vec<&NameClaim> = claims.iter().collect();
-            order.rotate_left(rotation);
-            let first = first_claim(order.iter().copied()).unwrap();
-            assert_eq!((first.owner, first.claimed_at), (a.author(), 10));
-            order.reverse();
-            assert_eq!(first_claim(order).unwrap().owner, a.author());
-        }
-        // The first claim wins over every claim by another key.
-        let first = first_claim(&claims).unwrap();
-        for other in claims.iter().filter(|c| c.owner != first.owner) {
-            assert!(first.wins_over(other));
-            assert!(!other.wins_over(first));
-        }
-        // A key's later refresh does not move the first claim to it.
-        let refreshed = [claim(&b, 10), claim(&b, 50), claim(&c, 20)];
-        let first = first_claim(&refreshed).unwrap();
-        assert_eq!((first.owner, first.claimed_at), (b.author(), 10));
+        let tally = |cs: &[NameClaim]| ClaimTally::count(cs);
+        assert_eq!(tally(&[]).holder(), None);
+        // A single answer is never enough, whatever it claims.
+        assert_eq!(tally(&[claim(&b, 0)]).holder(), None);
+        assert_eq!(
+            tally(&[claim(&a, 1), claim(&a, 2)]).holder(),
+            Some(a.author())
+        );
+        // A tie decides nothing; a backdated rival is one voice among many.
+        assert_eq!(
+            tally(&[claim(&a, 9), claim(&a, 9), claim(&b, 0), claim(&b, 0)]).holder(),
+            None
+        );
+        let t = tally(&[
+            claim(&a, 9),
+            claim(&b, 0),
+            claim(&a, 9),
+            claim(&c, 1),
+            claim(&a, 9),
+        ]);
+        assert_eq!(t.holder(), Some(a.author()));
+        assert_eq!(
+            (t.voices(&a.author()), t.voices(&b.author()), t.total()),
+            (3, 1, 5)
+        );
+        assert_eq!(t.strongest_rival(&a.author()).map(|r| r.1), Some(1));
+        assert_eq!(t.strongest_rival(&c.author()), Some((a.author(), 3)));
     }
 
     #[test]

@@ -54,7 +54,9 @@ impl Behaviour {
             // before it is stored: see `records::judge_put`.
             .set_record_filtering(StoreInserts::FilterBoth)
             .set_periodic_bootstrap_interval(config.periodic_bootstrap)
-            .set_record_ttl(Some(Duration::from_secs(36 * 3600)))
+            // The longest any record lives (a name claim's); `store_for` holds each kind
+            // to its own (`records::ttl`).
+            .set_record_ttl(Some(crate::records::CLAIM_TTL))
             .set_publication_interval(Some(Duration::from_secs(3600)))
             .set_provider_record_ttl(Some(Duration::from_secs(24 * 3600)))
             .set_provider_publication_interval(Some(Duration::from_secs(3600)))

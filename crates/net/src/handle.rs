@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event_loop::EventLoop;
 use crate::protocol::{SocialRequest, SocialResponse, SyncRequest, SyncResponse};
-use crate::{GetMode, NetConfig, NetError, NetEvent, NetStatus};
+use crate::{Answer, GetMode, NetConfig, NetError, NetEvent, NetStatus};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 
@@ -47,7 +47,7 @@ pub(crate) enum Command {
     GetRecord {
         key: Vec<u8>,
         mode: GetMode,
-        reply: Reply<Vec<Vec<u8>>>,
+        reply: Reply<Vec<Answer>>,
     },
     PutRecord {
         key: Vec<u8>,
@@ -214,7 +214,7 @@ impl Net {
     }
 
     /// Valid records found under `key` (empty when there are none).
-    pub async fn get_record(&self, key: Vec<u8>, mode: GetMode) -> Result<Vec<Vec<u8>>, NetError> {
+    pub async fn get_record(&self, key: Vec<u8>, mode: GetMode) -> Result<Vec<Answer>, NetError> {
         self.call(|reply| Command::GetRecord { key, mode, reply })
             .await
     }

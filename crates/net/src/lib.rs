@@ -142,8 +142,21 @@ pub enum NetEvent {
 pub enum GetMode {
     /// Stop at the first valid record (ours included).
     First,
-    /// Run the query to its end, counting only records held by other peers.
-    AllRemote,
+    /// Run the query to its end: one answer from each peer holding a valid record,
+    /// and ours (at most [`MAX_ANSWERS`]). For questions that must not trust a single
+    /// peer, such as who holds a handle.
+    Poll,
+}
+
+/// Answers one [`GetMode::Poll`] query keeps (Kademlia asks about 20 peers).
+pub const MAX_ANSWERS: usize = 64;
+
+/// A valid record found by a DHT query, and who held it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The peer that answered; `None` for our own record store.
+    pub from: Option<PeerId>,
+    pub value: Vec<u8>,
 }
 
 /// A snapshot of the network for `status`.

@@ -17,6 +17,9 @@
 //!   re-announcement with fresh peers, each of them rate limited (see `kad.rs`).
 //! - Kademlia answers a provider lookup with the first 20 of [`DhtStore::providers`]:
 //!   the [`ANSWER_NEWEST`] newest announcements, then a random sample of the rest.
+//! - One name claim per key: a newer claim by the same owner for another handle
+//!   replaces its old one (a handle change), an older one is refused. One key can
+//!   therefore hold at most two records here (its claim and its profile).
 //! - Our own records and provider announcements are never evicted.
 //! - Expired entries are dropped by [`DhtStore::sweep`], run periodically.
 
@@ -28,6 +31,7 @@ use libp2p::PeerId;
 use libp2p::kad::store::{Error, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use starling_core::records::DhtKey;
+use starling_core::{AuthorId, NameClaim};
 
 /// Longest provider address kept, in bytes (`/dns/<253 chars>/tcp/<port>` fits).
 pub const MAX_ADDRESS_BYTES: usize = 300;
@@ -66,6 +70,10 @@ pub struct StoreTally {
     pub providers_evicted: u64,
     pub providers_expired: u64,
     pub provider_addresses_dropped: u64,
+    /// Claims dropped because their owner claimed another handle since.
+    pub claims_replaced: u64,
+    /// Claims refused because their owner holds a newer one for another handle.
+    pub claims_outdated: u64,
 }
 
 pub struct DhtStore {
@@ -75,6 +83,8 @@ pub struct DhtStore {
     records: HashMap<RecordKey, (u64, Record)>,
     /// Others' profiles by stamp: the eviction order.
     profile_order: BTreeMap<u64, RecordKey>,
+    /// The key of each owner's name claim (one per owner).
+    claims: HashMap<AuthorId, RecordKey>,
     providers: HashMap<RecordKey, Vec<(u64, ProviderRecord)>>,
     /// Others' provider records by stamp: the eviction order.
     provider_order: BTreeMap<u64, (RecordKey, PeerId)>,
@@ -91,6 +101,7 @@ impl DhtStore {
             limits,
             records: HashMap::new(),
             profile_order: BTreeMap::new(),
+            claims: HashMap::new(),
             providers: HashMap::new(),
             provider_order: BTreeMap::new(),
             provided: HashSet::new(),
@@ -144,6 +155,38 @@ impl DhtStore {
         }
     }
 
+    /// Takes a record out of the claim index (when it is a claim).
+    fn unindex(&mut self, key: &RecordKey, r: &Record) {
+        if let Ok(claim) = NameClaim::decode(&r.value)
+            && self.claims.get(&claim.owner) == Some(key)
+        {
+            self.claims.remove(&claim.owner);
+        }
+    }
+
+    /// One claim per owner: drops the owner's claim for another handle when `claim`
+    /// is newer; false when the held one is newer (then `claim` is refused).
+    fn make_room_for_claim(&mut self, key: &RecordKey, claim: &NameClaim) -> bool {
+        let Some(old_key) = self.claims.get(&claim.owner).cloned() else {
+            return true;
+        };
+        if old_key == *key {
+            return true;
+        }
+        let newer_held = self
+            .records
+            .get(&old_key)
+            .and_then(|(_, r)| NameClaim::decode(&r.value).ok())
+            .is_some_and(|held| held.claimed_at > claim.claimed_at);
+        if newer_held {
+            self.tally.claims_outdated += 1;
+            return false;
+        }
+        self.remove(&old_key);
+        self.tally.claims_replaced += 1;
+        true
+    }
+
     fn is_ours(&self, r: &Record) -> bool {
         r.publisher == Some(self.local)
     }
@@ -191,10 +234,21 @@ impl RecordStore for DhtStore {
         if r.value.len() > self.limits.max_value_bytes {
             return Err(Error::ValueTooLarge);
         }
-        let is_profile = matches!(DhtKey::parse(r.key.as_ref()), DhtKey::Profile(_));
+        let kind = DhtKey::parse(r.key.as_ref());
+        let is_profile = matches!(kind, DhtKey::Profile(_));
+        let claim = match kind {
+            DhtKey::Name(_) => NameClaim::decode(&r.value).ok(),
+            _ => None,
+        };
+        if let Some(c) = &claim
+            && !self.make_room_for_claim(&r.key, c)
+        {
+            return Err(Error::MaxRecords);
+        }
         let ours = self.is_ours(&r);
-        if let Some((old, _)) = self.records.remove(&r.key) {
+        if let Some((old, old_record)) = self.records.remove(&r.key) {
             self.profile_order.remove(&old);
+            self.unindex(&r.key, &old_record);
         } else if self.records.len() >= self.limits.max_records {
             match self.profile_order.first_key_value().map(|(s, _)| *s) {
                 Some(s) => {
@@ -212,13 +266,17 @@ impl RecordStore for DhtStore {
         if is_profile && !ours {
             self.profile_order.insert(stamp, r.key.clone());
         }
+        if let Some(c) = claim {
+            self.claims.insert(c.owner, r.key.clone());
+        }
         self.records.insert(r.key.clone(), (stamp, r));
         Ok(())
     }
 
     fn remove(&mut self, k: &RecordKey) {
-        if let Some((stamp, _)) = self.records.remove(k) {
+        if let Some((stamp, r)) = self.records.remove(k) {
             self.profile_order.remove(&stamp);
+            self.unindex(k, &r);
         }
     }
 
@@ -396,6 +454,45 @@ mod tests {
         assert!(matches!(s.put(claim("eee")), Err(Error::MaxRecords)));
         let t = s.take_tally();
         assert_eq!((t.records_evicted, t.records_full), (5, 1));
+    }
+
+    fn claim(id: &Identity, handle: &str, at: u64) -> Record {
+        let h = starling_core::Handle::parse(handle).unwrap();
+        let c = NameClaim::sign(
+            starling_core::NameClaimContent {
+                handle: h.clone(),
+                owner: id.author(),
+                claimed_at: at,
+            },
+            id,
+        )
+        .unwrap();
+        Record::new(RecordKey::new(&name_key(&h)), c.into_bytes())
+    }
+
+    #[test]
+    fn one_key_holds_one_claim() {
+        let mut s = DhtStore::new(peer(), StoreLimits::default());
+        let mallory = Identity::from_secret_bytes([9; 32]);
+        for i in 0..100u64 {
+            s.put(claim(&mallory, &format!("squat{i}"), 1_000 + i))
+                .unwrap();
+        }
+        assert_eq!(s.record_count(), 1);
+        assert!(s.get(&claim(&mallory, "squat99", 0).key).is_some());
+        // An older claim for another handle is refused; the held one stays.
+        assert!(s.put(claim(&mallory, "late", 5)).is_err());
+        assert!(s.get(&claim(&mallory, "squat99", 0).key).is_some());
+        // Another key's claim is its own.
+        let alice = Identity::from_secret_bytes([1; 32]);
+        s.put(claim(&alice, "alice", 1)).unwrap();
+        assert_eq!(s.record_count(), 2);
+        // Removing a claim frees its owner's slot.
+        s.remove(&claim(&mallory, "squat99", 0).key);
+        s.put(claim(&mallory, "late", 5)).unwrap();
+        assert_eq!(s.record_count(), 2);
+        let t = s.take_tally();
+        assert_eq!((t.claims_replaced, t.claims_outdated), (99, 1));
     }
 
     #[test]

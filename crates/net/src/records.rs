@@ -2,10 +2,32 @@
 //! are first come, first served; profiles keep the highest valid version; nothing
 //! else is stored.
 
+use std::time::Duration;
+
 use starling_core::records::DhtKey;
 use starling_core::{NameClaim, ProfileRecord, Timestamp};
 
 use crate::protocol::MAX_RECORD_BYTES;
+
+/// How long a name claim is kept, here and by the peers we give it to: a handle
+/// outlives its owner being offline for 30 days with room to spare. While online the
+/// owner renews its claim every [`CLAIM_RENEWAL`].
+pub const CLAIM_TTL: Duration = Duration::from_secs(45 * 24 * 3600);
+
+/// How often an online owner renews its name claim.
+pub const CLAIM_RENEWAL: Duration = Duration::from_secs(12 * 3600);
+
+/// How long a profile record is kept: its owner republishes it whenever its head moves
+/// and on every start.
+pub const PROFILE_TTL: Duration = Duration::from_secs(36 * 3600);
+
+/// How long a record stored under `key` lives (at most; a sender may ask for less).
+pub fn ttl(key: &[u8]) -> Duration {
+    match DhtKey::parse(key) {
+        DhtKey::Name(_) => CLAIM_TTL,
+        DhtKey::Profile(_) | DhtKey::Feed(_) | DhtKey::Other => PROFILE_TTL,
+    }
+}
 
 /// What to do with a record someone asks us to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +71,7 @@ pub fn judge_put(key: &[u8], value: &[u8], existing: Option<&[u8]>, now_ms: u64)
                 Some(held) if held.owner != claim.owner => {
                     Verdict::Refuse("handle held by another key")
                 }
-                Some(held) if !claim.wins_over(&held) => Verdict::Refuse("older claim"),
+                Some(held) if !claim.replaces(&held) => Verdict::Refuse("older claim"),
                 _ => Verdict::Store,
             }
         }

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::handle::{Command, Net, Responder};
 use crate::records::{Verdict, judge_put};
-use crate::{NetError, NetEvent, NetStatus};
+use crate::{Answer, GetMode, NetError, NetEvent, NetStatus};
 
 /// What the network does to what is sent over it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -296,8 +296,24 @@ impl SimNetwork {
                 let _ = reply.send(Ok(to.len()));
             }
             Command::Report { .. } | Command::Ban { .. } => {}
-            Command::GetRecord { key, reply, .. } => {
-                let _ = reply.send(Ok(w.records.get(&key).cloned().into_iter().collect()));
+            Command::GetRecord { key, mode, reply } => {
+                // One shared store: under `Poll` every online peer answers with it.
+                let answers = match (w.records.get(&key), mode) {
+                    (None, _) => Vec::new(),
+                    (Some(v), GetMode::First) => vec![Answer {
+                        from: None,
+                        value: v.clone(),
+                    }],
+                    (Some(v), GetMode::Poll) => std::iter::once(None)
+                        .chain(w.others(me).into_iter().map(Some))
+                        .take(crate::MAX_ANSWERS)
+                        .map(|from| Answer {
+                            from,
+                            value: v.clone(),
+                        })
+                        .collect(),
+                };
+                let _ = reply.send(Ok(answers));
             }
             Command::PutRecord { key, value, reply } => {
                 // The simulated world has no wall clock: no bound on profile versions.

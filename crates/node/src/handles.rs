@@ -2,16 +2,19 @@
 //!
 //! - [`Handles`] owns the state of our own handle's claim and the head seq last
 //!   published in our profile record.
-//! - A handle is a name claim in the DHT (`/starling/name/<handle>`), first come
-//!   first served; resolving one pins its key (trust on first use).
+//! - A handle is a name claim in the DHT (`/starling/name/<handle>`). A node keeps
+//!   the first claim for a handle it stores; who holds a handle is asked of several
+//!   peers and needs agreeing answers ([`ClaimTally`]); resolving one pins its key
+//!   (trust on first use).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use starling_core::records::{first_claim, name_key, profile_key};
+use starling_core::records::{ClaimTally, MIN_VOICES, name_key, profile_key};
 use starling_core::{AuthorId, Handle, NameClaim, NameClaimContent, ProfileContent, ProfileRecord};
 use starling_net::GetMode;
+use starling_net::records::CLAIM_RENEWAL;
 use starling_store::Pin;
 use tokio::sync::Notify;
 
@@ -56,42 +59,85 @@ impl Handles {
     }
 }
 
+/// `Taken` when another key has at least [`MIN_VOICES`] answers and more than ours.
+fn taken(tally: &ClaimTally, me: &AuthorId) -> Option<HandleState> {
+    let (rival, n) = tally.strongest_rival(me)?;
+    (n >= MIN_VOICES && n > tally.voices(me)).then_some(HandleState::Taken { by: rival })
+}
+
+/// Why the answers about a handle name no holder, for the user.
+fn undecided(tally: &ClaimTally, me: Option<&AuthorId>) -> String {
+    let rival = |me: &AuthorId| tally.strongest_rival(me);
+    match (tally.total(), me.and_then(rival)) {
+        (0, _) => "no peer holds a claim for it yet".into(),
+        (1, _) => format!("only one answer found; a handle needs {MIN_VOICES} that agree"),
+        (_, Some((_, n))) => format!(
+            "peers disagree: {n} answer(s) name another key, {} ours",
+            tally.voices(me.expect("me given"))
+        ),
+        (total, None) => format!("peers disagree: {total} answers name different keys"),
+    }
+}
+
 impl Online {
-    /// Resolves a handle through the DHT and pins its key (trust on first use). A key
-    /// different from the pinned one is an error, never silently accepted.
+    /// Asks the network who holds `handle`: the valid claims held by each answering
+    /// peer and by our own store, counted by owner.
+    async fn poll_claims(&self, handle: &Handle) -> Result<ClaimTally, NodeError> {
+        let answers = self.net.get_record(name_key(handle), GetMode::Poll).await?;
+        let claims: Vec<NameClaim> = answers
+            .iter()
+            .filter_map(|a| NameClaim::decode(&a.value).ok())
+            .filter(|c| c.handle == *handle)
+            .collect();
+        Ok(ClaimTally::count(&claims))
+    }
+
+    /// Resolves a handle through the DHT and pins its key (trust on first use). No
+    /// single answer is believed (see [`ClaimTally`]); a key different from the pinned
+    /// one is an error, never silently accepted.
     pub(crate) async fn resolve(&self, handle: &Handle) -> Result<AuthorId, NodeError> {
         let s = &self.shared;
-        let records = self
-            .net
-            .get_record(name_key(handle), GetMode::First)
-            .await?;
-        let claim = records
-            .iter()
-            .find_map(|v| NameClaim::decode(v).ok())
-            .ok_or_else(|| NodeError::UnknownHandle(handle.to_string()))?;
+        let tally = self.poll_claims(handle).await?;
+        let owner = match tally.holder() {
+            Some(owner) => owner,
+            None if tally.total() == 0 => {
+                return Err(NodeError::UnknownHandle(handle.to_string()));
+            }
+            // Undecided: a key we trusted before stands if some peer still names it.
+            None => match s.store.pinned_key(handle.to_string()).await? {
+                Some(pinned) if tally.voices(&pinned) > 0 => pinned,
+                _ => {
+                    s.metrics.inc("handle_unconfirmed");
+                    return Err(NodeError::HandleUnconfirmed {
+                        handle: handle.to_string(),
+                        reason: undecided(&tally, None),
+                    });
+                }
+            },
+        };
         match s
             .store
-            .pin(handle.to_string(), claim.owner, s.clock.now_ms())
+            .pin(handle.to_string(), owner, s.clock.now_ms())
             .await?
         {
             Pin::New | Pin::Same => {
-                s.remember_name(claim.owner, handle.to_string());
-                Ok(claim.owner)
+                s.remember_name(owner, handle.to_string());
+                Ok(owner)
             }
             Pin::Conflict { pinned } => {
-                tracing::warn!(%handle, %pinned, now = %claim.owner, "handle changed key");
+                tracing::warn!(%handle, %pinned, now = %owner, "handle changed key");
                 s.metrics.inc("handle_key_changed");
                 Err(NodeError::KeyChanged {
                     handle: handle.to_string(),
                     pinned,
-                    now: claim.owner,
+                    now: owner,
                 })
             }
         }
     }
 
-    /// Finds and verifies the handle of a key: its profile names a handle whose claim
-    /// points back to the key. Pins it on success.
+    /// Finds and verifies the handle of a key: its profile names a handle that the
+    /// network says the key holds. Pins it on success.
     pub(crate) async fn learn_handle(&self, key: AuthorId) -> Option<String> {
         let s = &self.shared;
         if let Some(h) = s.name_of(&key) {
@@ -103,15 +149,9 @@ impl Online {
             .await
             .ok()?
             .iter()
-            .find_map(|v| ProfileRecord::decode(v).ok())?;
+            .find_map(|a| ProfileRecord::decode(&a.value).ok())?;
         let handle = profile.handle.clone()?;
-        let claims = self
-            .net
-            .get_record(name_key(&handle), GetMode::First)
-            .await
-            .ok()?;
-        let owner = claims.iter().find_map(|v| NameClaim::decode(v).ok())?.owner;
-        if owner != key {
+        if self.poll_claims(&handle).await.ok()?.holder() != Some(key) {
             return None;
         }
         match s
@@ -167,26 +207,20 @@ impl Online {
         }
     }
 
-    /// One claim attempt: is the handle held by another key? If not, store our claim.
+    /// One claim attempt. The handle is taken when more peers name another key than
+    /// ours (at least [`MIN_VOICES`]); otherwise we store our claim and ask again: it
+    /// is registered once the peers holding it outnumber those naming any other key.
+    /// The self-declared `claimed_at` of a rival decides nothing: a backdated claim
+    /// served by one peer, even the claimant's own node, is one voice.
     async fn try_claim(&self, handle: &Handle) -> HandleState {
         let s = &self.shared;
-        let key = name_key(handle);
-        let held = match self.net.get_record(key.clone(), GetMode::AllRemote).await {
-            Ok(h) => h,
-            Err(e) => {
-                return HandleState::Pending {
-                    reason: e.to_string(),
-                };
-            }
+        let pending = |reason: String| HandleState::Pending { reason };
+        let before = match self.poll_claims(handle).await {
+            Ok(t) => t,
+            Err(e) => return pending(e.to_string()),
         };
-        // The earliest claim by another key wins (first come, first served).
-        let rivals: Vec<NameClaim> = held
-            .iter()
-            .filter_map(|v| NameClaim::decode(v).ok())
-            .filter(|c| c.owner != s.me)
-            .collect();
-        if let Some(c) = first_claim(&rivals) {
-            return HandleState::Taken { by: c.owner };
+        if let Some(state) = taken(&before, &s.me) {
+            return state;
         }
         let claim = match NameClaim::sign(
             NameClaimContent {
@@ -197,49 +231,69 @@ impl Online {
             &s.identity(),
         ) {
             Ok(c) => c,
-            Err(e) => {
-                return HandleState::Pending {
-                    reason: e.to_string(),
-                };
-            }
+            Err(e) => return pending(e.to_string()),
         };
-        match self.net.put_record(key, claim.into_bytes()).await {
-            Ok(()) => HandleState::Registered,
-            Err(e) => HandleState::Pending {
-                reason: format!("no peer stored the claim yet ({e})"),
-            },
+        if let Err(e) = self
+            .net
+            .put_record(name_key(handle), claim.into_bytes())
+            .await
+        {
+            return pending(format!("no peer stored the claim yet ({e})"));
         }
+        let after = match self.poll_claims(handle).await {
+            Ok(t) => t,
+            Err(e) => return pending(e.to_string()),
+        };
+        if after.holder() == Some(s.me) {
+            return HandleState::Registered;
+        }
+        taken(&after, &s.me).unwrap_or_else(|| pending(undecided(&after, Some(&s.me))))
     }
 
-    /// Keeps trying to claim our handle until it is registered or found taken.
+    /// Keeps trying to claim our handle until it is registered or found taken, then
+    /// renews the claim every [`CLAIM_RENEWAL`] while the node runs.
     pub(crate) async fn run_registration(self: std::sync::Arc<Self>) {
         let s = &self.shared;
         let mut wait = Duration::from_millis(200);
         loop {
-            if self.handles.is_pending() {
-                let state = self.try_claim(&s.handle()).await;
-                if matches!(state, HandleState::Taken { .. }) {
-                    tracing::warn!(handle = %s.handle(), %state, "handle is taken: choose another with `starling register <handle>`");
+            match self.handles.state() {
+                HandleState::Pending { .. } => {
+                    let state = self.try_claim(&s.handle()).await;
+                    if matches!(state, HandleState::Taken { .. }) {
+                        tracing::warn!(handle = %s.handle(), %state, "handle is taken: choose another with `starling register <handle>`");
+                    }
+                    let registered = state == HandleState::Registered;
+                    // A register call may have settled it meanwhile: keep a final state.
+                    if self.handles.is_pending() {
+                        self.handles.set_state(state);
+                    }
+                    if registered {
+                        tracing::info!(handle = %s.handle(), "handle registered");
+                        self.publish_profile().await;
+                        continue;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.handles.connected.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
                 }
-                let registered = state == HandleState::Registered;
-                // A register call may have settled it meanwhile: keep a final state.
-                if self.handles.is_pending() {
-                    self.handles.set_state(state);
+                HandleState::Registered => {
+                    tokio::time::sleep(CLAIM_RENEWAL).await;
+                    // A renewal that cannot reach peers keeps the handle; one that
+                    // finds it held by another key reports that.
+                    match self.try_claim(&s.handle()).await {
+                        HandleState::Registered => self.publish_profile().await,
+                        taken @ HandleState::Taken { .. } => {
+                            tracing::warn!(handle = %s.handle(), state = %taken, "handle lost at renewal");
+                            self.handles.set_state(taken);
+                        }
+                        _ => {}
+                    }
                 }
-                if registered {
-                    tracing::info!(handle = %s.handle(), "handle registered");
-                    self.publish_profile().await;
-                }
+                HandleState::Taken { .. } | HandleState::Offline => return,
             }
-            if !self.handles.is_pending() {
-                return;
-            }
-            tokio::select! {
-                biased;
-                _ = self.handles.connected.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_secs(30));
         }
     }
 

@@ -87,6 +87,8 @@ pub enum NodeError {
         by: AuthorId,
         fingerprint: String,
     },
+    #[error("could not confirm who holds @{handle}: {reason}")]
+    HandleUnconfirmed { handle: String, reason: String },
     #[error("could not claim @{handle} yet: {reason}")]
     ClaimPending { handle: String, reason: String },
     #[error(

@@ -41,7 +41,7 @@ async fn lookups(c: &Cluster, alive: &[usize], count: usize, rng: &mut fastrand:
         let right = found
             .ok()
             .and_then(|v| v.into_iter().next())
-            .and_then(|v| NameClaim::decode(&v).ok())
+            .and_then(|a| NameClaim::decode(&a.value).ok())
             .is_some_and(|claim| claim.owner == c.members[to].author);
         if right {
             out.ok += 1;

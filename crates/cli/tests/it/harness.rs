@@ -88,15 +88,47 @@ impl Profile {
         self.try_up(extra).await.unwrap()
     }
 
-    /// [`Profile::up`], failing with what the daemon said if it does not start.
-    pub async fn try_up(&self, extra: &[&str]) -> anyhow::Result<Daemon> {
+    /// [`Profile::up`] with the daemon's wall clock (and monotonic clock) moved by
+    /// `offset` through libfaketime (e.g. `"+31d"`): a node living in the future.
+    pub async fn up_at(&self, offset: &str, extra: &[&str]) -> Daemon {
+        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+        assert!(
+            std::path::Path::new(lib).exists(),
+            "{lib} is missing: apt-get install faketime"
+        );
+        let mut cmd = self.daemon_command();
+        cmd.env("LD_PRELOAD", lib).env("FAKETIME", offset);
+        Daemon::start(cmd, &ProfileDir::new(&self.dir), extra)
+            .await
+            .unwrap()
+    }
+
+    /// When the claim for `handle` that this profile's node stores for its owner
+    /// expires (Unix ms), if it has persisted one.
+    pub fn stored_claim_expiry(&self, handle: &str) -> Option<u64> {
+        let db = rusqlite::Connection::open(ProfileDir::new(&self.dir).db_path()).ok()?;
+        db.query_row(
+            "SELECT expires_at FROM dht_records WHERE key = ?1",
+            [format!("/starling/name/{handle}").into_bytes()],
+            |r| r.get::<_, i64>(0),
+        )
+        .ok()
+        .map(|v| v as u64)
+    }
+
+    fn daemon_command(&self) -> Command {
         let mut cmd = starling();
         cmd.env(
             "RUST_LOG",
             std::env::var("STARLING_TEST_LOG")
                 .unwrap_or_else(|_| "info,starling_node=debug".into()),
         );
-        Daemon::start(cmd, &ProfileDir::new(&self.dir), extra).await
+        cmd
+    }
+
+    /// [`Profile::up`], failing with what the daemon said if it does not start.
+    pub async fn try_up(&self, extra: &[&str]) -> anyhow::Result<Daemon> {
+        Daemon::start(self.daemon_command(), &ProfileDir::new(&self.dir), extra).await
     }
 }
 

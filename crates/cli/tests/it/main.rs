@@ -4,6 +4,7 @@
 mod api_doc;
 mod browser;
 mod dht_flood;
+mod handles;
 mod harness;
 mod local;
 mod mallory;

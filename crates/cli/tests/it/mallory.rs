@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use starling_core::{AuthorId, Identity, Post, PostContent, Timestamp};
 use starling_net::{
     MessageAcceptance, Net, NetConfig, NetEvent, SocialRequest, SocialResponse, SyncRequest,
@@ -166,8 +166,11 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
         b.author().to_string(),
         addr(&b).await,
     );
-    wait_for(wait, "bob's handle", || async {
-        (b.get("/whoami").await.unwrap()["handle_state"]["state"] == "registered").then_some(())
+    // Both handles registered: @alice is then named by two peers (see `ClaimTally`).
+    wait_for(wait, "alice's and bob's handles", || async {
+        let registered = |v: Value| v["handle_state"]["state"] == "registered";
+        (registered(a.get("/whoami").await.unwrap()) && registered(b.get("/whoami").await.unwrap()))
+            .then_some(())
     })
     .await
     .unwrap();
@@ -286,7 +289,7 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
 }
 
 /// A peer's full address, as `--bootstrap` takes it.
-async fn mallory_addr(m: &Mallory) -> String {
+pub async fn mallory_addr(m: &Mallory) -> String {
     let st = m.net.status().await.unwrap();
     st.listen_addrs[0].to_string()
 }

@@ -102,7 +102,18 @@ async fn follow_push_catch_up_and_offline_follow() {
 
     // 3. alice is stopped; carol (new) follows her while she is offline, and gets
     //    her posts from bob; when alice returns she lists carol as a follower.
+    //    A handle is believed when two peers name its key: dave holds alice's claim
+    //    too (her register stores it again, now that dave is up).
     let bob_addr = addr(&b).await;
+    let dave = Profile::init("dave");
+    let _d = dave.up(&["--bootstrap", &bob_addr]).await;
+    wait_for(WAIT, "dave to hold alice's claim", || async {
+        let out = alice.cli(&["register"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        dave.stored_claim_expiry("alice")
+    })
+    .await
+    .unwrap();
     assert!(a.stop().await.unwrap().success());
     let c = carol.up(&["--bootstrap", &bob_addr]).await;
     wait_registered(&c).await;
@@ -217,6 +228,7 @@ async fn expired_posts_are_not_served_and_leave_timelines() {
     let a = alice.up(&["--post-ttl", "3s"]).await;
     let boot = addr(&a).await;
     let b = bob.up(&["--bootstrap", &boot, "--gc-interval", "1s"]).await;
+    wait_registered(&a).await;
     wait_registered(&b).await;
     let alice_id = a.author().to_string();
     assert!(bob.cli(&["follow", "alice"]).status.success());

@@ -2,7 +2,7 @@
 //! of our own queries (resolved by [`super::queries`]).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::kad::{self, QueryResult, Record};
@@ -10,9 +10,6 @@ use libp2p::kad::{self, QueryResult, Record};
 use super::{EventLoop, unix_ms};
 use crate::NetEvent;
 use crate::records::{self, Verdict};
-
-/// How long we keep a record stored for someone else.
-const RECORD_TTL: Duration = Duration::from_secs(36 * 3600);
 
 /// Inbound DHT writes (PUTs and provider announcements) one peer may make at once...
 const WRITE_BURST: f64 = 512.0;
@@ -137,6 +134,8 @@ impl EventLoop {
             .add_n("providers_expired", t.providers_expired);
         self.counters
             .add_n("provider_addresses_dropped", t.provider_addresses_dropped);
+        self.counters.add_n("claims_replaced", t.claims_replaced);
+        self.counters.add_n("claims_outdated", t.claims_outdated);
     }
 
     /// Stores a record `source` asks us to keep, if it passes `judge_put`, and hands
@@ -155,11 +154,12 @@ impl EventLoop {
             self.counters.add("records_refused");
             return;
         }
+        let longest = records::ttl(record.key.as_ref());
         let ttl = record
             .expires
             .map(|e| e.saturating_duration_since(Instant::now()))
-            .unwrap_or(RECORD_TTL)
-            .min(RECORD_TTL);
+            .unwrap_or(longest)
+            .min(longest);
         record.expires = Some(Instant::now() + ttl);
         // Only our own records are kept from eviction: nobody else may claim to be us.
         if record.publisher == Some(local) {

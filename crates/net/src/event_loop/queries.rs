@@ -3,6 +3,7 @@
 //! lookups, and peer lookups.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use libp2p::kad::{
     self, GetClosestPeersOk, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, Record,
@@ -13,13 +14,13 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use super::Counters;
 use crate::behaviour::Behaviour;
 use crate::records;
-use crate::{GetMode, NetError, Reply};
+use crate::{Answer, GetMode, MAX_ANSWERS, NetError, Reply};
 
 struct PendingGet {
     key: Vec<u8>,
     mode: GetMode,
-    found: Vec<Vec<u8>>,
-    reply: Reply<Vec<Vec<u8>>>,
+    found: Vec<Answer>,
+    reply: Reply<Vec<Answer>>,
 }
 
 /// A peer lookup, with the callers waiting for its addresses (none when only
@@ -46,7 +47,7 @@ impl Queries {
         kad: &mut Kad,
         key: Vec<u8>,
         mode: GetMode,
-        reply: Reply<Vec<Vec<u8>>>,
+        reply: Reply<Vec<Answer>>,
     ) {
         let id = kad.get_record(RecordKey::new(&key));
         let found = Vec::new();
@@ -68,7 +69,8 @@ impl Queries {
         value: Vec<u8>,
         reply: Reply<()>,
     ) {
-        let record = Record::new(RecordKey::new(&key), value);
+        let mut record = Record::new(RecordKey::new(&key), value);
+        record.expires = Some(Instant::now() + records::ttl(&key));
         self.await_ack(kad.put_record(record, Quorum::One), reply);
     }
 
@@ -144,15 +146,17 @@ impl Queries {
         let mut done = last;
         match res {
             Ok(GetRecordOk::FoundRecord(peer_record)) => {
-                let remote = peer_record.peer.is_some();
+                let from = peer_record.peer;
                 let value = peer_record.record.value;
                 if records::is_valid(&pending.key, &value) {
                     if pending.mode == GetMode::First {
-                        pending.found.push(value);
+                        pending.found.push(Answer { from, value });
                         done = true;
                         finish(swarm, id);
-                    } else if remote && !pending.found.contains(&value) {
-                        pending.found.push(value);
+                    } else if pending.found.len() < MAX_ANSWERS
+                        && !pending.found.iter().any(|a| a.from == from)
+                    {
+                        pending.found.push(Answer { from, value });
                     }
                 } else {
                     counters.add("records_invalid");
