@@ -39,6 +39,8 @@ pub fn config(bootstrap: Option<&Multiaddr>, ttl: Duration, maintenance: Duratio
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("literal")],
             bootstrap: bootstrap.cloned().into_iter().collect(),
             periodic_bootstrap: None,
+            // Every member shares 127.0.0.1.
+            max_connections_per_ip: 0,
             ..NetConfig::default()
         }),
         ..NodeConfig::default()
@@ -262,7 +264,10 @@ pub async fn start_daemon(root: &Path, name: &str, extra: &[String]) -> anyhow::
     Profile::open_or_create(dir.path(), name, starling_node::clock::system_ms())?;
     let mut starling = Command::new(std::env::current_exe()?);
     starling.arg("starling").env("RUST_LOG", "warn");
-    Daemon::start(starling, &dir, extra)
+    // Every daemon shares 127.0.0.1: no per-address limit.
+    let mut args = vec!["--max-connections-per-ip".to_string(), "0".to_string()];
+    args.extend_from_slice(extra);
+    Daemon::start(starling, &dir, &args)
         .await
         .with_context(|| format!("daemon {name} did not start"))
 }

@@ -154,6 +154,16 @@ pub struct UpArgs {
     #[arg(long, value_name = "POSTS", value_parser = clap::value_parser!(u64).range(1..))]
     pub quota_total: Option<u64>,
 
+    /// Most peer-to-peer connections (followers alone hold at most three quarters).
+    /// Default 512.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(8..))]
+    pub max_connections: Option<u32>,
+
+    /// Inbound peer-to-peer connections one IP address (an IPv6 /64) may hold; 0
+    /// lifts the limit (nodes sharing one address, as on loopback). Default 16.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
+
     /// Stop when standard input closes (used by `devnet`, so its nodes never outlive it).
     #[arg(long, hide = true)]
     pub stop_on_stdin_eof: bool,

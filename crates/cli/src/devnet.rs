@@ -71,7 +71,15 @@ async fn start_node(
     let dir = ProfileDir::new(dir);
     Profile::open_or_create(dir.path(), name, starling_node::clock::system_ms())?;
     let ttl = humantime::format_duration(ttl).to_string();
-    let mut args = vec!["--maintenance-interval", "10s", "--post-ttl", &ttl];
+    // Every node shares 127.0.0.1: no per-address limit.
+    let mut args = vec![
+        "--maintenance-interval",
+        "10s",
+        "--post-ttl",
+        &ttl,
+        "--max-connections-per-ip",
+        "0",
+    ];
     if let Some(b) = bootstrap {
         args.extend(["--bootstrap", b]);
     }

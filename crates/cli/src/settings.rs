@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub maintenance_interval: Option<String>,
     pub quota_per_author: Option<u64>,
     pub quota_total: Option<u64>,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// Everything `up` needs, validated.
@@ -154,6 +156,15 @@ impl Settings {
             None => {}
             Some("off") => net.periodic_bootstrap = None,
             Some(s) => net.periodic_bootstrap = Some(duration("dht_refresh", s)?),
+        }
+        if let Some(n) = args.max_connections.or(file.max_connections) {
+            if n < 8 {
+                bail!("max_connections = {n}: at least 8");
+            }
+            net.max_connections = n;
+        }
+        if let Some(n) = args.max_connections_per_ip.or(file.max_connections_per_ip) {
+            net.max_connections_per_ip = n;
         }
         node.network = Some(net);
         Ok(Self { api_addr, node })

@@ -11,11 +11,13 @@ use libp2p::{allow_block_list, connection_limits, identify, ping};
 use sha2::{Digest, Sha256};
 
 use crate::NetConfig;
+use crate::ip_gate::{IpGate, IpLimits};
 use crate::protocol::*;
 use crate::record_store::{DhtStore, StoreLimits};
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    pub ip_gate: IpGate,
     pub limits: connection_limits::Behaviour,
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub identify: identify::Behaviour,
@@ -40,6 +42,11 @@ impl Behaviour {
                 .with_max_pending_incoming(Some(64))
                 .with_max_pending_outgoing(Some(64)),
         );
+
+        let ip_gate = IpGate::new(IpLimits {
+            max_per_ip: config.max_connections_per_ip,
+            ..IpLimits::default()
+        });
 
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_VERSION.to_string(), key.public())
@@ -117,6 +124,7 @@ impl Behaviour {
         );
 
         Ok(Self {
+            ip_gate,
             limits,
             blocked: allow_block_list::Behaviour::default(),
             identify,

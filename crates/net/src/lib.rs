@@ -19,6 +19,7 @@
 pub mod behaviour;
 mod event_loop;
 mod handle;
+pub mod ip_gate;
 pub mod protocol;
 pub mod record_store;
 pub mod records;
@@ -73,8 +74,11 @@ pub struct NetConfig {
     pub periodic_bootstrap: Option<Duration>,
     /// Connections with nothing going on are closed after this long.
     pub idle_timeout: Duration,
-    /// Most established connections.
+    /// Most established connections. Peers that are only our followers (subscribed to
+    /// our feed topic and nothing we need) hold at most three quarters of them.
     pub max_connections: u32,
+    /// Inbound connections one IP address (an IPv6 /64) may hold; 0: no limit.
+    pub max_connections_per_ip: u32,
     /// Capacity of the event queue towards the node; when full, gossip is ignored
     /// (and counted) rather than blocking the swarm.
     pub event_buffer: usize,
@@ -96,6 +100,7 @@ impl Default for NetConfig {
             periodic_bootstrap: Some(Duration::from_secs(300)),
             idle_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_connections_per_ip: 16,
             event_buffer: 4096,
             initial_records: Vec::new(),
         }

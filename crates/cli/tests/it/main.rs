@@ -6,6 +6,7 @@ mod browser;
 mod dht_flood;
 mod handles;
 mod harness;
+mod ip_limits;
 mod local;
 mod mallory;
 mod p2p;

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use libp2p::gossipsub::TopicHash;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
 
@@ -58,12 +59,17 @@ impl Connections {
     ) {
         counters.add("peers_banned");
         tracing::info!(%peer, ?duration, "banning misbehaving peer");
-        self.bans.insert(peer, Instant::now() + duration);
+        let until = Instant::now() + duration;
+        self.bans.insert(peer, until);
+        // Before the block closes its connections: the gate counts the peer against
+        // the addresses it is connected from.
+        swarm.behaviour_mut().ip_gate.peer_banned(peer, until);
         swarm.behaviour_mut().blocked.block_peer(peer);
     }
 
     pub(super) fn lift_bans(&mut self, swarm: &mut Swarm<Behaviour>) {
         let now = Instant::now();
+        swarm.behaviour_mut().ip_gate.lift(now);
         let expired: Vec<PeerId> = self
             .bans
             .iter()
@@ -73,6 +79,37 @@ impl Connections {
         for p in expired {
             self.bans.remove(&p);
             swarm.behaviour_mut().blocked.unblock_peer(p);
+        }
+    }
+
+    /// A peer subscribed to our own feed topic: a follower. Followers are kept
+    /// connected (pruning spares them) so, unchecked, they could take every connection
+    /// slot and leave none for the authors we follow, the DHT and catch-up. Beyond
+    /// `slots` followers, one that is nothing else to us is disconnected (counted:
+    /// `followers_over_slots`); it still gets our posts through the mesh that our
+    /// followers form among themselves, and by catch-up.
+    pub(super) fn admit_follower(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        counters: &mut Counters,
+        peer: PeerId,
+        own_topic: &TopicHash,
+        slots: usize,
+    ) {
+        let gs = &swarm.behaviour().gossipsub;
+        let followers = gs
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&own_topic))
+            .count();
+        if followers <= slots {
+            return;
+        }
+        let followed = gs
+            .topics()
+            .filter_map(|t| topic_author(t.as_str()))
+            .any(|a| a.peer_id() == peer);
+        if !followed && swarm.disconnect_peer_id(peer).is_ok() {
+            counters.add("followers_over_slots");
         }
     }
 

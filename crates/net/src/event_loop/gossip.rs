@@ -54,13 +54,20 @@ impl EventLoop {
     }
 
     pub(super) fn on_gossip(&mut self, ev: gossipsub::Event) {
-        let gossipsub::Event::Message {
-            propagation_source,
-            message_id,
-            message,
-        } = ev
-        else {
-            return;
+        let (propagation_source, message_id, message) = match ev {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => (propagation_source, message_id, message),
+            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.own_topic => {
+                let (swarm, counters) = (&mut self.swarm, &mut self.counters);
+                let slots = self.follower_slots;
+                self.connections
+                    .admit_follower(swarm, counters, peer_id, &topic, slots);
+                return;
+            }
+            _ => return,
         };
         self.connections.touch(propagation_source);
         let Some(topic_author) = topic_author(message.topic.as_str()) else {

@@ -70,6 +70,10 @@ pub(crate) struct EventLoop {
     connections: Connections,
     counters: Counters,
     write_budget: kad::WriteBudget,
+    /// Our own feed topic: the peers subscribed to it are our followers.
+    own_topic: libp2p::gossipsub::TopicHash,
+    /// Connections that followers alone may hold (see `Connections::admit_follower`).
+    follower_slots: usize,
 }
 
 impl EventLoop {
@@ -92,6 +96,8 @@ impl EventLoop {
             connections: Connections::new(bootstrap_peers, config.idle_timeout),
             counters: Counters::default(),
             write_budget: kad::WriteBudget::default(),
+            own_topic: crate::protocol::feed_topic(&identity.author()).hash(),
+            follower_slots: (config.max_connections as usize * 3 / 4).max(1),
         })
     }
 
@@ -231,6 +237,18 @@ impl EventLoop {
         let store = kad.store_mut();
         counters.insert("dht_records_held".into(), store.record_count() as u64);
         counters.insert("dht_providers_held".into(), store.provider_count() as u64);
+        let gate = &self.swarm.behaviour().ip_gate;
+        let t = gate.tally();
+        for (name, n) in [
+            ("connections_refused_ip_limit", t.refused_limit),
+            ("connections_refused_ip_banned", t.refused_banned),
+            ("ips_banned", t.ips_banned),
+            ("ips_banned_now", gate.banned_count() as u64),
+        ] {
+            if n > 0 {
+                counters.insert(name.into(), n);
+            }
+        }
         NetStatus {
             peer_id: local,
             listen_addrs,
