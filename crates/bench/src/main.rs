@@ -32,6 +32,7 @@ const ALL: &[&str] = &[
     "timeline",
     "memory",
     "dht",
+    "attack",
 ];
 
 #[derive(Debug, Parser)]
@@ -47,7 +48,7 @@ struct Args {
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
     /// Only these scenarios (comma-separated): propagation, catchup, churn, ingest,
-    /// timeline, memory, dht.
+    /// timeline, memory, dht, attack.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Write the report into this Markdown file (between its generated-part markers).
@@ -187,6 +188,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "timeline" => scenarios::timeline::run(&sizes, &out).await,
             "memory" => scenarios::memory::run(&sizes).await,
             "dht" => scenarios::dht::run(&sizes, &out).await,
+            "attack" => scenarios::attack::run(&sizes).await,
             _ => unreachable!("checked above"),
         };
         match r {

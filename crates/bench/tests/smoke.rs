@@ -36,7 +36,8 @@ fn quick_profile_runs_every_scenario_with_consistent_counts() {
             "ingest",
             "timeline",
             "memory",
-            "dht"
+            "dht",
+            "attack"
         ]
     );
     let scenario = |id: &str| -> Value {
@@ -56,6 +57,26 @@ fn quick_profile_runs_every_scenario_with_consistent_counts() {
         assert_eq!(run["delivered"], run["expected"], "{run}");
         assert_eq!(run["latency_ms"]["n"], run["expected"]);
     }
+    // Under attack: every post still reached every follower, and the flood reached
+    // the nodes (they refused forged posts).
+    let attack = scenario("attack");
+    let expected = attack["followers"].as_u64().unwrap() * attack["posts"].as_u64().unwrap();
+    for run in ["quiet", "attack"] {
+        assert_eq!(attack[run]["delivered"], expected, "{run}: {attack}");
+    }
+    assert!(
+        attack["attack"]["flood"]["sent"]["forged_posts"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        attack["attack"]["fate"]["rejected_bad_signature"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{attack}"
+    );
     // Catch-up: all missed posts arrived, from both sources.
     let c = scenario("catchup");
     assert_eq!(c["from_author"]["posts"], c["missed_posts"]);

@@ -1,6 +1,7 @@
 //! The scenarios. Each returns a [`ScenarioResult`](crate::report::ScenarioResult)
 //! built only from what it measured.
 
+pub mod attack;
 pub mod catchup;
 pub mod churn;
 pub mod dht;
@@ -30,6 +31,9 @@ pub struct Sizes {
     pub memory_follow_counts: Vec<usize>,
     pub dht_nodes: Vec<usize>,
     pub dht_lookups: usize,
+    pub attack_followers: usize,
+    pub attack_posts: usize,
+    pub attack_rate: f64,
 }
 
 /// Open files one in-process node may need at its busiest (database files, listener,
@@ -81,6 +85,9 @@ impl Sizes {
             memory_follow_counts: vec![0, 100, 1_000],
             dht_nodes: vec![100, 500],
             dht_lookups: 300,
+            attack_followers: 10,
+            attack_posts: 100,
+            attack_rate: 5.0,
         }
     }
 
@@ -104,6 +111,9 @@ impl Sizes {
             memory_follow_counts: vec![0, 50],
             dht_nodes: vec![10],
             dht_lookups: 30,
+            attack_followers: 3,
+            attack_posts: 10,
+            attack_rate: 5.0,
         }
     }
 }

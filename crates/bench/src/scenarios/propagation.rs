@@ -154,8 +154,31 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     })
 }
 
+/// What a run as processes measured besides latency.
+pub struct Extras {
+    /// Each daemon's resident memory at the end, KiB (author first).
+    pub rss_kib: Vec<(String, u64)>,
+    /// CPU time of all daemons from the first post to the last delivery, seconds.
+    pub cpu_s: f64,
+    /// Each daemon's `/status` at the end.
+    pub statuses: Vec<(String, serde_json::Value)>,
+    /// Under attack: what became of the flood.
+    pub flood: Option<super::attack::FloodOutcome>,
+}
+
 /// Separate daemons; arrival = the follower's event stream announcing the post.
 pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Result<Run> {
+    Ok(processes_with(followers, posts, rate, false).await?.0)
+}
+
+/// [`processes`], with a flood of hostile traffic at every node while the author
+/// posts when `attack` (see [`super::attack`]).
+pub async fn processes_with(
+    followers: usize,
+    posts: usize,
+    rate: f64,
+    attack: bool,
+) -> anyhow::Result<(Run, Extras)> {
     let root = tempfile::Builder::new()
         .prefix("starling-bench-procs-")
         .tempdir()?;
@@ -235,6 +258,16 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
     )
     .await?;
 
+    let mut targets = Vec::new();
+    for d in &all {
+        targets.push(d.bootstrap_addr().await?);
+    }
+    let cpu_before: u64 = all.iter().map(|d| cpu_ticks(d.pid())).sum();
+    let flood = if attack {
+        Some(super::attack::Flood::start(&targets, author_key.parse()?).await?)
+    } else {
+        None
+    };
     let mut sent: HashMap<u64, Instant> = HashMap::new();
     let period = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
@@ -258,6 +291,27 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
             >= expected
     })
     .await;
+    let cpu_s =
+        (all.iter().map(|d| cpu_ticks(d.pid())).sum::<u64>() - cpu_before) as f64 / TICKS_PER_SEC;
+    let flood = match flood {
+        Some(f) => Some(f.stop().await),
+        None => None,
+    };
+    let mut rss_kib = Vec::new();
+    let mut statuses = Vec::new();
+    for (i, d) in all.iter().enumerate() {
+        let name = if i == 0 {
+            "author".to_string()
+        } else {
+            format!("f{:03}", i - 1)
+        };
+        rss_kib.push((
+            name.clone(),
+            crate::cluster::daemon_mem(d).map_or(0, |m| m.rss_kib),
+        ));
+        statuses.push((name, d.get("/status").await?));
+    }
+    drop(all);
     let a = arrivals.lock().unwrap().clone();
     let mut latencies = Vec::new();
     for (seq, t0) in &sent {
@@ -283,7 +337,7 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
             .map(Daemon::stop),
     )
     .await;
-    Ok(Run {
+    let run = Run {
         label: format!("processes, F={followers}"),
         followers,
         posts,
@@ -291,7 +345,30 @@ pub async fn processes(followers: usize, posts: usize, rate: f64) -> anyhow::Res
         latencies_ms: latencies,
         duplicates,
         settled,
-    })
+    };
+    let extras = Extras {
+        rss_kib,
+        cpu_s,
+        statuses,
+        flood,
+    };
+    Ok((run, extras))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`: 100 on
+/// Linux everywhere this runs).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU time a process has used (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
 }
 
 pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<ScenarioResult> {
