@@ -20,6 +20,10 @@ pub(crate) enum Command {
     Status {
         reply: oneshot::Sender<NetStatus>,
     },
+    /// Peers in the routing table we are connected to now, with their addresses.
+    ConnectedPeers {
+        reply: oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>,
+    },
     IsConnected {
         peer: PeerId,
         reply: oneshot::Sender<bool>,
@@ -167,6 +171,12 @@ impl Net {
 
     pub async fn status(&self) -> Result<NetStatus, NetError> {
         self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// The peers in the routing table we are connected to now, with the addresses
+    /// they listen on (at most 64): what a restarted node can rejoin through.
+    pub async fn connected_peers(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, NetError> {
+        self.ask(|reply| Command::ConnectedPeers { reply }).await
     }
 
     pub async fn is_connected(&self, peer: PeerId) -> Result<bool, NetError> {

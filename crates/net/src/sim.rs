@@ -237,6 +237,9 @@ impl SimNetwork {
                     counters: BTreeMap::new(),
                 });
             }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(Vec::new());
+            }
             Command::IsConnected { peer, reply } => {
                 let _ = reply.send(peer != me && w.online(&peer));
             }

@@ -13,7 +13,7 @@ use starling_core::{
     AuthorId, Channel, Handle, HandleError, Identity, Limits, Post, PostContent, PostError,
     PostRef, SignatureError, Verdict,
 };
-use starling_net::{Net, NetConfig, NetError, NetEvent, PeerId};
+use starling_net::{Multiaddr, Net, NetConfig, NetError, NetEvent, PeerId};
 use starling_store::{Cursor, Inserted, Quota, Store, StoreConfig, StoreError};
 use thiserror::Error;
 use tokio::sync::{Mutex, broadcast, mpsc};
@@ -215,6 +215,26 @@ impl Shared {
     }
 }
 
+/// The addresses (with `/p2p/<id>`) of the peers remembered from the last run.
+async fn remembered_peers(shared: &Shared) -> Result<Vec<Multiaddr>, NodeError> {
+    let rows = shared.store.peers(crate::online::PEERS_REJOINED).await?;
+    let mut addrs = Vec::new();
+    for (id, list) in rows {
+        let Ok(peer) = PeerId::from_bytes(&id) else {
+            continue;
+        };
+        if peer == shared.me.peer_id() {
+            continue;
+        }
+        for a in list.iter().take(2) {
+            if let Ok(a) = a.parse::<Multiaddr>() {
+                addrs.push(a.with_p2p(peer).unwrap_or_else(|a| a));
+            }
+        }
+    }
+    Ok(addrs)
+}
+
 impl Node {
     /// Opens the profile's store, starts the network (if configured) and the
     /// background tasks.
@@ -225,6 +245,15 @@ impl Node {
                 None => Ok(None),
                 Some(mut nc) => {
                     nc.initial_records = shared.store.dht_records(shared.clock.now_ms()).await?;
+                    if nc.bootstrap.is_empty() {
+                        nc.bootstrap = remembered_peers(&shared).await?;
+                        if !nc.bootstrap.is_empty() {
+                            tracing::info!(
+                                peers = nc.bootstrap.len(),
+                                "no bootstrap address given: rejoining through the peers of the last run"
+                            );
+                        }
+                    }
                     Ok(Some(Net::start(&shared.identity(), nc).await?))
                 }
             }

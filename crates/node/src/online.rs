@@ -47,6 +47,12 @@ const PERSIST_QUEUE: usize = 1024;
 /// Rows kept in `dht_records` (the network's record store holds at most 8,192).
 const PERSIST_MAX_ROWS: usize = 8 * 1024;
 
+/// Peers remembered to rejoin the network through after a restart.
+pub(crate) const PEERS_KEPT: usize = 64;
+
+/// Remembered peers dialed at a start without bootstrap addresses.
+pub(crate) const PEERS_REJOINED: usize = 16;
+
 /// Followed authors caught up with per maintenance round.
 const CATCH_UP_PER_ROUND: usize = 16;
 
@@ -297,6 +303,7 @@ impl Online {
                 self.publish_profile().await;
             }
             self.discover_followers().await;
+            self.remember_peers().await;
             // Anti-entropy: catch up with a few followed authors per round, round
             // robin, connected or not. A lost push of an author's newest post shows
             // no gap until the next post; this finds it. Up to date costs one empty
@@ -312,6 +319,25 @@ impl Online {
             {
                 self.spawn_catch_up(*a, None);
             }
+        }
+    }
+
+    /// Keeps the peers we are connected to (and their addresses) in the store: a
+    /// restart without `--bootstrap` rejoins through them.
+    async fn remember_peers(&self) {
+        let s = &self.shared;
+        let Ok(peers) = self.net.connected_peers().await else {
+            return;
+        };
+        if peers.is_empty() {
+            return;
+        }
+        let rows = peers
+            .into_iter()
+            .map(|(p, addrs)| (p.to_bytes(), addrs.iter().map(|a| a.to_string()).collect()))
+            .collect();
+        if let Err(e) = s.store.put_peers(rows, s.clock.now_ms(), PEERS_KEPT).await {
+            tracing::warn!(error = %e, "cannot remember peers");
         }
     }
 

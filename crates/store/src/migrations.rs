@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("../migrations/0002_social.sql")),
     (3, include_str!("../migrations/0003_dht.sql")),
     (4, include_str!("../migrations/0004_equivocations.sql")),
+    (5, include_str!("../migrations/0005_peers.sql")),
 ];
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {

@@ -483,6 +483,48 @@ impl Store {
         .await
     }
 
+    /// Remembers peers we are connected to (`peer id bytes`, `addresses`), seen at
+    /// `now_ms`, in one relaxed transaction; beyond `max_rows` the peers seen longest
+    /// ago are forgotten.
+    pub async fn put_peers(
+        &self,
+        peers: Vec<(Vec<u8>, Vec<String>)>,
+        now_ms: u64,
+        max_rows: usize,
+    ) -> Result<()> {
+        self.write_relaxed(move |c| {
+            let mut put = c.prepare_cached(
+                "INSERT INTO peers (peer_id, addrs, seen_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer_id) DO UPDATE SET addrs = excluded.addrs, seen_at = excluded.seen_at",
+            )?;
+            for (peer, addrs) in peers {
+                put.execute(params![peer, addrs.join("\n"), now_ms as i64])?;
+            }
+            c.prepare_cached(
+                "DELETE FROM peers WHERE peer_id IN (SELECT peer_id FROM peers
+                 ORDER BY seen_at DESC LIMIT -1 OFFSET ?1)",
+            )?
+            .execute([max_rows as i64])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The peers remembered, most recently seen first: (`peer id bytes`, addresses).
+    pub async fn peers(&self, limit: usize) -> Result<Vec<(Vec<u8>, Vec<String>)>> {
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached("SELECT peer_id, addrs FROM peers ORDER BY seen_at DESC LIMIT ?1")?
+                .query_map([limit as i64], |r| {
+                    let addrs: String = r.get(1)?;
+                    Ok((r.get(0)?, addrs.lines().map(str::to_string).collect()))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Unexpired DHT records, `(key, value, expires_at)`; expired ones are deleted.
     pub async fn dht_records(&self, now_ms: u64) -> Result<Vec<(Vec<u8>, Vec<u8>, u64)>> {
         self.write(move |c| {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use starling_node::ProfileDir;
 
 use crate::harness::{Daemon, Profile, addr, post_raw, status, stderr, stdout, timeline, wait_for};
 
@@ -266,4 +267,47 @@ async fn expired_posts_are_not_served_and_leave_timelines() {
     let archive = alice.cli_json(&["archive"]);
     assert_eq!(archive["posts"][0]["body"], "short-lived");
     probe.stop().await;
+}
+
+/// A node started once with `--bootstrap` rejoins after a restart without it: it
+/// remembers the peers it was connected to, and gets what it missed from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_through_remembered_peers() {
+    let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
+    let a = alice.up(&[]).await;
+    let boot = addr(&a).await;
+    let b = bob
+        .up(&["--bootstrap", &boot, "--maintenance-interval", "1s"])
+        .await;
+    let alice_id = a.author().to_string();
+    assert!(bob.cli(&["follow", &alice_id]).status.success());
+    wait_acknowledged(&bob, "bob's follow").await;
+    // A maintenance round has written alice down.
+    wait_for(WAIT, "bob to remember alice", || async {
+        let db = rusqlite::Connection::open(ProfileDir::new(&bob.dir).db_path()).ok()?;
+        let n: i64 = db
+            .query_row("SELECT count(*) FROM peers", [], |r| r.get(0))
+            .ok()?;
+        (n >= 1).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(b.stop().await.unwrap().success());
+
+    post(&a, "while bob was away").await;
+    let b = bob.up(&[]).await;
+    wait_for(WAIT, "bob to get the post he missed", || async {
+        of(&alice_id, &timeline(&b).await)
+            .iter()
+            .any(|p| p.1 == "while bob was away")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        status(&b).await["network"]["connected_peers"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
 }

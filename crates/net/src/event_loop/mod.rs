@@ -146,6 +146,21 @@ impl EventLoop {
             Command::IsConnected { peer, reply } => {
                 let _ = reply.send(swarm.is_connected(&peer));
             }
+            Command::ConnectedPeers { reply } => {
+                let mut peers = Vec::new();
+                for bucket in swarm.behaviour_mut().kad.kbuckets() {
+                    for e in bucket.iter() {
+                        let peer = *e.node.key.preimage();
+                        let addrs: Vec<_> = e.node.value.iter().take(4).cloned().collect();
+                        if !addrs.is_empty() {
+                            peers.push((peer, addrs));
+                        }
+                    }
+                }
+                peers.retain(|(p, _)| swarm.is_connected(p));
+                peers.truncate(64);
+                let _ = reply.send(peers);
+            }
             Command::Dial { addr, reply } => {
                 let r = swarm.dial(addr.clone()).map_err(|e| NetError::BadAddress {
                     addr: addr.to_string(),
