@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`migrations`]: the numbered schema migrations (`migrations/NNNN_*.sql`).
+//! - `checkpoint`: WAL checkpoints on a thread of their own, off the writer's commits.
 //! - [`writer`]: the single writer thread. Every change goes through it; it drains its
 //!   queue into one transaction per batch and answers each caller only after commit,
 //!   so nothing acknowledged is lost when the process dies.
@@ -13,6 +14,7 @@
 //! Reads use a small pool of read-only connections (WAL lets them run beside the
 //! writer). All calls are async and run SQLite on blocking threads.
 
+mod checkpoint;
 pub mod migrations;
 pub mod posts;
 pub mod social;
@@ -94,6 +96,8 @@ struct Inner {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
+    /// Checkpoints the WAL beside the writer (none inline: nothing runs beside it).
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Store {
@@ -101,10 +105,19 @@ impl Store {
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
         let conn = open_connection(path, &config, false)?;
         migrations::migrate(&conn, path)?;
-        let writer = if config.inline {
-            Writer::Inline(Mutex::new(conn))
+        let (writer, checkpointer) = if config.inline {
+            (Writer::Inline(Mutex::new(conn)), None)
         } else {
-            Writer::Thread(writer::spawn(conn, config.max_batch)?)
+            // Checkpoints move off the writer's commits onto their own thread.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            // After a restart the WAL file is cut back to this many bytes.
+            conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
+            let checkpointer = checkpoint::spawn(open_connection(path, &config, false)?)?;
+            let restart = checkpointer.restart.clone();
+            (
+                Writer::Thread(writer::spawn(conn, config.max_batch, restart)?),
+                Some(checkpointer),
+            )
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -113,6 +126,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 config,
                 writer,
+                _checkpointer: checkpointer,
             }),
         })
     }

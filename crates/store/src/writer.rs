@@ -2,6 +2,9 @@
 //! arrive on a bounded queue, and the thread drains up to `max_batch` of them into one
 //! transaction, one savepoint per job. Callers hear back after the commit.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,11 +33,13 @@ pub struct WriterHandle {
 /// Bounded, so a flood of writes waits instead of growing memory.
 const QUEUE: usize = 4096;
 
-pub fn spawn(conn: Connection, max_batch: usize) -> Result<WriterHandle> {
+/// `restart`: set by the checkpointer when the WAL should start over (see
+/// `checkpoint`); the writer then restarts it between two batches.
+pub fn spawn(conn: Connection, max_batch: usize, restart: Arc<AtomicBool>) -> Result<WriterHandle> {
     let (tx, rx) = mpsc::channel(QUEUE);
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, rx, max_batch.max(1)))
+        .spawn(move || run(conn, rx, max_batch.max(1), restart))
         .map_err(|_| StoreError::Closed)?;
     Ok(WriterHandle { tx })
 }
@@ -112,7 +117,7 @@ fn guarded<T>(
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize, restart: Arc<AtomicBool>) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut full_sync = true; // as opened
     let mut closing: Option<oneshot::Sender<()>> = None;
@@ -139,6 +144,11 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
                 }
             }
             commit_batch(&conn, &mut batch);
+        }
+        if restart.swap(false, Ordering::Relaxed)
+            && let Err(e) = crate::checkpoint::checkpoint(&conn, "RESTART")
+        {
+            tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
         }
     }
     // Anything queued behind the close request is refused: its sender sees Closed.

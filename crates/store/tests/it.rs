@@ -460,3 +460,48 @@ async fn quotas_evict_the_oldest_of_others_and_move_positions() {
     assert!(row.synced_seq >= 5, "{}", row.synced_seq);
     assert_eq!(store.enforce_quota(me.author(), quota).await.unwrap(), 0);
 }
+
+/// Checkpoints run beside the writer: the database file takes in what was written,
+/// though no commit checkpoints (`wal_autocheckpoint` is off on the writer), and the
+/// WAL stays bounded under writes that never pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("starling.db");
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    let wal = dir.path().join("starling.db-wal");
+    let len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let far = u64::MAX / 2;
+    let round = |r: u32| -> Vec<(Vec<u8>, Vec<u8>, u64)> {
+        (0..1_000u32)
+            .map(|i| {
+                let key = format!("/starling/profile/{r}-{i}").into_bytes();
+                (key, vec![r as u8; 2048], far)
+            })
+            .collect()
+    };
+    // One burst (about 1,200 pages), then quiet: the checkpointer moves it into the
+    // database file.
+    store.put_dht_records(round(0), 0, 1_000_000).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while len(&path) < 1_000 * 2048 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "database file {} bytes, WAL {}",
+            len(&path),
+            len(&wal)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Writes without a pause, about 25,000 pages: the WAL stays near its bound
+    // (4,096 frames, cut back to 32 MiB), not the size of everything written.
+    for r in 1..=40u32 {
+        store.put_dht_records(round(r), 0, 1_000_000).await.unwrap();
+    }
+    let written = 41 * 1_000 * 4096;
+    assert!(
+        len(&wal) < written / 2,
+        "WAL {} bytes after about {written} written",
+        len(&wal)
+    );
+}
