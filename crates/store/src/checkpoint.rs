@@ -15,8 +15,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -26,40 +27,33 @@ use crate::{Result, StoreError};
 const EVERY: Duration = Duration::from_millis(100);
 /// WAL frames (4 KiB pages) past which a checkpoint may pause the writer.
 pub(crate) const RESTART_FRAMES: i64 = 4096;
-/// How often the thread looks whether the store is closing.
-const POLL: Duration = Duration::from_millis(20);
 
 pub(crate) struct Checkpointer {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread.
+    stop: Option<mpsc::Sender<()>>,
     /// Set when the writer should restart the WAL after its current batch.
     pub(crate) restart: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 pub(crate) fn spawn(conn: Connection) -> Result<Checkpointer> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = mpsc::channel();
     let restart = Arc::new(AtomicBool::new(false));
-    let (flag, wanted) = (stop.clone(), restart.clone());
+    let wanted = restart.clone();
     let thread = std::thread::Builder::new()
         .name("store-checkpoint".into())
-        .spawn(move || run(conn, flag, wanted))
+        .spawn(move || run(conn, stopped, wanted))
         .map_err(|_| StoreError::Closed)?;
     Ok(Checkpointer {
-        stop,
+        stop: Some(stop),
         restart,
         thread: Some(thread),
     })
 }
 
-fn run(conn: Connection, stop: Arc<AtomicBool>, restart: Arc<AtomicBool>) {
-    let mut next = Instant::now() + EVERY;
+fn run(conn: Connection, stopped: mpsc::Receiver<()>, restart: Arc<AtomicBool>) {
     let mut seen: Option<i64> = None;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(POLL);
-        if Instant::now() < next {
-            continue;
-        }
-        next = Instant::now() + EVERY;
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
         let version = conn
             .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
             .ok();
@@ -90,7 +84,7 @@ pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
