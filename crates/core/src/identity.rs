@@ -167,8 +167,16 @@ impl fmt::Debug for AuthorId {
 
 impl FromStr for AuthorId {
     type Err = KeyError;
+    /// Only the canonical base58 spelling of a key is accepted: two strings never name
+    /// one key (topics, handles' targets and logs compare them as strings).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let peer = PeerId::from_str(s.trim()).map_err(|e| KeyError::BadPeerId(e.to_string()))?;
+        let s = s.trim();
+        let peer = PeerId::from_str(s).map_err(|e| KeyError::BadPeerId(e.to_string()))?;
+        if peer.to_base58() != s {
+            return Err(KeyError::BadPeerId(
+                "not the canonical spelling of a key".into(),
+            ));
+        }
         Self::from_peer_id(&peer)
     }
 }

@@ -37,9 +37,12 @@ pub fn feed_topic(author: &AuthorId) -> IdentTopic {
     IdentTopic::new(format!("starling/feed/{author}"))
 }
 
-/// The author whose feed a topic carries, if it is a feed topic.
+/// The author whose feed a topic carries, if it is a feed topic (spelled exactly as
+/// [`feed_topic`] spells it: one topic per author).
 pub fn topic_author(topic: &str) -> Option<AuthorId> {
-    topic.strip_prefix("starling/feed/")?.parse().ok()
+    let key = topic.strip_prefix("starling/feed/")?;
+    let author: AuthorId = key.parse().ok()?;
+    (author.to_string() == key).then_some(author)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,4 +89,25 @@ pub enum SocialResponse {
     Statement {
         statement: Option<serde_bytes::ByteBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::Identity;
+
+    #[test]
+    fn a_feed_topic_has_one_spelling() {
+        let author = Identity::from_secret_bytes([3; 32]).author();
+        let topic = feed_topic(&author).hash().into_string();
+        assert_eq!(topic_author(&topic), Some(author));
+        // Found by fuzzing: a key with whitespace around it parsed to the same author.
+        for other in [format!("{topic} "), format!("{topic}\n")] {
+            assert_eq!(topic_author(&other), None, "{other:?}");
+        }
+        let spaced = format!("starling/feed/ {author}");
+        assert_eq!(topic_author(&spaced), None);
+        assert_eq!(topic_author("starling/feed/"), None);
+        assert_eq!(topic_author(&format!("starling/other/{author}")), None);
+    }
 }
