@@ -1,10 +1,12 @@
 //! WAL checkpoints off the commit path. SQLite's automatic checkpoint runs inside
 //! whichever `COMMIT` crosses its threshold (1,000 pages), so every few megabytes one
-//! write waits for the whole WAL to be copied into the database and flushed. The
-//! writer connection turns it off (`wal_autocheckpoint=0`) and this thread, on a
-//! connection of its own, runs a `PASSIVE` checkpoint ten times a second when
-//! something was committed since the last one (`PRAGMA data_version`): it copies what
-//! no reader still needs while the writer goes on appending, and never blocks it.
+//! write waits for the WAL to be copied into the database and flushed. The writer
+//! connection replaces it with a WAL hook ([`install`]) that only tells this thread
+//! how long the WAL is; past [`CHECKPOINT_FRAMES`] the thread, on a connection of its
+//! own, runs a `PASSIVE` checkpoint: it copies what no reader still needs while the
+//! writer goes on appending, and never blocks it. (When idle, what is left is copied
+//! every few seconds.)
+//!
 //! The WAL starts over from its beginning only when a write begins with every frame
 //! copied, which writes that never pause would never allow (and a checkpoint from
 //! another connection cannot win the write lock from a writer that never pauses):
@@ -14,8 +16,8 @@
 //! `journal_size_limit`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,51 +25,95 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-/// How often the WAL is checkpointed (when something was committed).
-const EVERY: Duration = Duration::from_millis(100);
-/// WAL frames (4 KiB pages) past which a checkpoint may pause the writer.
+/// WAL frames (4 KiB pages) that start a checkpoint: SQLite's own default.
+pub(crate) const CHECKPOINT_FRAMES: i64 = 1000;
+/// WAL frames past which the writer restarts the WAL between two batches.
 pub(crate) const RESTART_FRAMES: i64 = 4096;
+/// When idle, what is left in the WAL is copied this often.
+const IDLE: Duration = Duration::from_secs(5);
+
+enum Wake {
+    Grown,
+    Stop,
+}
 
 pub(crate) struct Checkpointer {
-    /// Dropped to stop the thread.
-    stop: Option<mpsc::Sender<()>>,
+    wake: SyncSender<Wake>,
+    /// The WAL's length in frames after the writer's last commit.
+    frames: Arc<AtomicI64>,
     /// Set when the writer should restart the WAL after its current batch.
     pub(crate) restart: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 pub(crate) fn spawn(conn: Connection) -> Result<Checkpointer> {
-    let (stop, stopped) = mpsc::channel();
+    // One pending wake-up is enough: the thread reads the length when it runs.
+    let (wake, woken) = mpsc::sync_channel(1);
+    let frames = Arc::new(AtomicI64::new(0));
     let restart = Arc::new(AtomicBool::new(false));
-    let wanted = restart.clone();
+    let (f, r) = (frames.clone(), restart.clone());
     let thread = std::thread::Builder::new()
         .name("store-checkpoint".into())
-        .spawn(move || run(conn, stopped, wanted))
+        .spawn(move || run(conn, woken, f, r))
         .map_err(|_| StoreError::Closed)?;
     Ok(Checkpointer {
-        stop: Some(stop),
+        wake,
+        frames,
         restart,
         thread: Some(thread),
     })
 }
 
-fn run(conn: Connection, stopped: mpsc::Receiver<()>, restart: Arc<AtomicBool>) {
-    let mut seen: Option<i64> = None;
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
-        let version = conn
-            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
-            .ok();
-        if version.is_some() && version == seen {
+/// Puts the WAL hook on the writer's connection: it replaces SQLite's automatic
+/// checkpoint, records the WAL's length and wakes the thread past
+/// [`CHECKPOINT_FRAMES`].
+pub(crate) fn install(writer: &mut Connection, c: &Checkpointer) -> Result<()> {
+    let (frames, wake) = (c.frames.clone(), c.wake.clone());
+    writer.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
+        let pages = i64::from(pages);
+        frames.store(pages, Ordering::Relaxed);
+        if pages >= CHECKPOINT_FRAMES {
+            // Full: a wake-up is pending already; gone: the store is closing.
+            let _ = wake.try_send(Wake::Grown);
+        }
+        Ok(())
+    }))?;
+    Ok(())
+}
+
+fn run(
+    conn: Connection,
+    woken: mpsc::Receiver<Wake>,
+    frames: Arc<AtomicI64>,
+    restart: Arc<AtomicBool>,
+) {
+    // The WAL length at the last complete checkpoint: nothing new since, no work.
+    let mut copied_up_to = 0;
+    loop {
+        match woken.recv_timeout(IDLE) {
+            Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(Wake::Grown) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                // A restart asked for and no write since to run it: the writer is
+                // idle, the restart is ours.
+                restart_if_asked(&conn, &restart);
+                if frames.load(Ordering::Relaxed) == copied_up_to {
+                    continue;
+                }
+            }
+        }
+        // The writer's restart is pending: a checkpoint here would make it busy.
+        if restart.load(Ordering::Relaxed) {
             continue;
         }
         match checkpoint(&conn, "PASSIVE") {
-            // Copied or not, a WAL this long only starts over once a write begins
-            // with every frame copied: make the next one.
-            Ok((log, _)) if log >= RESTART_FRAMES => restart.store(true, Ordering::Relaxed),
-            Ok((log, copied)) => {
+            Ok((_, log, copied)) => {
                 tracing::trace!(log, copied, "WAL checkpoint");
+                if log >= RESTART_FRAMES {
+                    restart.store(true, Ordering::Relaxed);
+                }
                 if copied == log {
-                    seen = version;
+                    copied_up_to = frames.load(Ordering::Relaxed);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
@@ -75,16 +121,37 @@ fn run(conn: Connection, stopped: mpsc::Receiver<()>, restart: Arc<AtomicBool>) 
     }
 }
 
-/// Runs one checkpoint; returns the WAL's frames and those copied.
-pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
+/// Runs one checkpoint; returns whether it was kept from finishing (busy), the WAL's
+/// frames and those copied.
+pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64)> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)? != 0,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })
+}
+
+/// The writer's side, between two batches: restarts the WAL when the checkpoint
+/// thread asked for it (asking again when it could not finish).
+pub(crate) fn restart_if_asked(conn: &Connection, restart: &AtomicBool) {
+    if !restart.load(Ordering::Relaxed) {
+        return;
+    }
+    match checkpoint(conn, "RESTART") {
+        Ok((false, _, _)) => restart.store(false, Ordering::Relaxed),
+        Ok((true, _, _)) => {}
+        Err(e) => {
+            restart.store(false, Ordering::Relaxed);
+            tracing::warn!(error = %e, "WAL restart failed");
+        }
+    }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.take();
+        let _ = self.wake.send(Wake::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

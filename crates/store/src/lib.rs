@@ -103,16 +103,16 @@ struct Inner {
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
-        let conn = open_connection(path, &config, false)?;
+        let mut conn = open_connection(path, &config, false)?;
         migrations::migrate(&conn, path)?;
         let (writer, checkpointer) = if config.inline {
             (Writer::Inline(Mutex::new(conn)), None)
         } else {
             // Checkpoints move off the writer's commits onto their own thread.
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            let checkpointer = checkpoint::spawn(open_connection(path, &config, false)?)?;
+            checkpoint::install(&mut conn, &checkpointer)?;
             // After a restart the WAL file is cut back to this many bytes.
             conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
-            let checkpointer = checkpoint::spawn(open_connection(path, &config, false)?)?;
             let restart = checkpointer.restart.clone();
             (
                 Writer::Thread(writer::spawn(conn, config.max_batch, restart)?),

@@ -3,7 +3,7 @@
 //! transaction, one savepoint per job. Callers hear back after the commit.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -145,11 +145,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize, restart:
             }
             commit_batch(&conn, &mut batch);
         }
-        if restart.swap(false, Ordering::Relaxed)
-            && let Err(e) = crate::checkpoint::checkpoint(&conn, "RESTART")
-        {
-            tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
-        }
+        crate::checkpoint::restart_if_asked(&conn, &restart);
     }
     // Anything queued behind the close request is refused: its sender sees Closed.
     drop(rx);

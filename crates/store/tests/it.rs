@@ -462,8 +462,8 @@ async fn quotas_evict_the_oldest_of_others_and_move_positions() {
 }
 
 /// Checkpoints run beside the writer: the database file takes in what was written,
-/// though no commit checkpoints (`wal_autocheckpoint` is off on the writer), and the
-/// WAL stays bounded under writes that never pause.
+/// though no commit checkpoints (the writer's WAL hook replaces SQLite's automatic
+/// checkpoint), and the WAL stays bounded under writes that never pause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
