@@ -109,7 +109,8 @@ impl Store {
             (Writer::Inline(Mutex::new(conn)), None)
         } else {
             // Checkpoints move off the writer's commits onto their own thread.
-            let checkpointer = checkpoint::spawn(open_connection(path, &config, false)?)?;
+            let (p, c) = (path.to_path_buf(), config.clone());
+            let checkpointer = checkpoint::spawn(move || open_connection(&p, &c, false))?;
             checkpoint::install(&mut conn, &checkpointer)?;
             // After a restart the WAL file is cut back to this many bytes.
             conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
