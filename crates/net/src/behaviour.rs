@@ -101,6 +101,12 @@ impl Behaviour {
             .mesh_outbound_min(1)
             .gossip_lazy(3)
             .gossip_factor(0.1)
+            // Posts are ~250 bytes, under gossipsub's default IDONTWANT threshold of
+            // 1 KB: without this a follower that got a post from its author still gets
+            // it again from each mesh peer forwarding it. With it, the first copy sent
+            // (or received) is announced to the mesh, and the mesh peers skip us.
+            .idontwant_message_size_threshold(0)
+            .idontwant_on_publish(true)
             .duplicate_cache_time(Duration::from_secs(120))
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;

@@ -20,6 +20,9 @@ use starling_net::{NetError, PeerId, SyncRequest, SyncResponse};
 use crate::intake::{Arrival, Transport};
 use crate::online::Online;
 
+/// How long a gap seen in gossip may stay open before we fetch what is missing.
+pub(crate) const GAP_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Providers asked at once when the author is unreachable.
 const PROVIDER_FANOUT: usize = 3;
 /// Providers tried at most, a group at a time, until one answers (a DHT node keeps
@@ -127,6 +130,21 @@ impl Online {
         self.shared
             .tasks
             .spawn(async move { online.catch_up(author, hint).await });
+    }
+
+    /// A gap seen in gossip. The missing posts are often only a few milliseconds
+    /// behind (gossip reorders: a mesh peer's copy of seq n+1 can arrive after the
+    /// author's own copy of n+2), and fetching them at once races their copies, which
+    /// then arrive as duplicates. So: wait [`GAP_GRACE`], and catch up only if the gap
+    /// is still there. A lost post costs that much more to recover.
+    pub(crate) fn spawn_gap_catch_up(self: &std::sync::Arc<Self>, author: AuthorId, hint: PeerId) {
+        let online = self.clone();
+        self.shared.tasks.spawn(async move {
+            tokio::time::sleep(GAP_GRACE).await;
+            if online.gap_remains(author).await {
+                online.catch_up(author, Some(hint)).await;
+            }
+        });
     }
 
     /// Brings our copy of `author`'s feed up to date. One round per author at a time;
@@ -240,6 +258,11 @@ impl Online {
         let mut new = 0;
         let mut after_seq = after;
         let mut pages = 0;
+        // Whether we turned down a post of this answer (e.g. one from a clock ahead of
+        // ours: ignored for now, to be fetched again).
+        let mut refused = false;
+        // The highest seq this source sent: what its answer vouches for.
+        let mut answered: Option<u64> = None;
         let mut response = self.fetch(peer, author, after).await;
         loop {
             let page = response.and_then(|r| match r {
@@ -271,6 +294,7 @@ impl Online {
                     from: peer,
                 })
                 .collect();
+            answered = answered.max(page_max);
             let ingest = s.intake.receive(s, arrivals, Transport::Sync);
             match page_max {
                 // Ingest this page while the next one is on its way.
@@ -278,12 +302,14 @@ impl Online {
                     after_seq = m;
                     let (outcome, next) = futures::join!(ingest, self.fetch(peer, author, m));
                     new += outcome.stored;
+                    refused |= outcome.any_refused();
                     self.ban_all(outcome.to_ban).await;
                     response = next;
                 }
                 _ => {
                     let outcome = ingest.await;
                     new += outcome.stored;
+                    refused |= outcome.any_refused();
                     self.ban_all(outcome.to_ban).await;
                     break;
                 }
@@ -291,14 +317,21 @@ impl Online {
         }
         // Everything this source had is in: move our position over what we hold.
         if let Ok((synced, max)) = s.store.advance_synced_seq(author).await
-            && max > synced
+            && let Some(upto) = answered.map(|a| a.min(max))
+            && upto > synced
             && peer == author.peer_id()
+            && !refused
         {
             // What the author itself no longer serves has expired: do not ask for it
             // again and again. A provider's gap proves nothing (it may lack posts
             // the author still has): the position stays, and the next round asks
-            // again from there.
-            let _ = s.store.set_synced_seq(author, max).await;
+            // again from there. Nor does an answer with a post we turned down: the
+            // author does serve it. And only up to the highest seq the author sent:
+            // its answer says nothing of what it posted after answering (found by
+            // the simulator, seed 2152 of author churn: an empty answer, delayed,
+            // arrived after gossip had brought seqs 12 and 13 but lost 11, and the
+            // position jumped over 11 for good).
+            let _ = s.store.set_synced_seq(author, upto).await;
         }
         Ok(new)
     }

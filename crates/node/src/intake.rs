@@ -39,6 +39,15 @@ pub(crate) struct Outcome {
     pub to_ban: Vec<PeerId>,
 }
 
+impl Outcome {
+    /// Whether any arrival was turned down.
+    pub fn any_refused(&self) -> bool {
+        self.verdicts
+            .iter()
+            .any(|v| matches!(v, Verdict::Refused(_)))
+    }
+}
+
 pub(crate) struct Intake {
     checks: Checks,
     /// Highest seq stored per followed author, as of our last insert.

@@ -244,9 +244,10 @@ impl Online {
             let _ = self.net.report(id, source, acceptance).await;
         }
         self.ban_all(outcome.to_ban).await;
-        // A post beyond the next expected seq shows a gap: catch up on that author.
+        // A post beyond the next expected seq shows a gap: catch up on that author,
+        // unless gossip (which reorders) brings the missing posts meanwhile.
         for (author, shown_by) in outcome.gaps {
-            self.spawn_catch_up(author, Some(shown_by));
+            self.spawn_gap_catch_up(author, shown_by);
         }
     }
 
