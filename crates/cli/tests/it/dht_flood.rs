@@ -10,13 +10,15 @@ use libp2p::kad::{self, Quorum, Record, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
-use serde_json::{Value, json};
+use serde_json::json;
 use starling_core::records::{feed_key, profile_key};
 use starling_core::{AuthorId, Identity, ProfileContent, ProfileRecord, Timestamp};
 use starling_net::NetConfig;
 use starling_net::behaviour::{Behaviour, BehaviourEvent};
 
-use crate::harness::{Daemon, Profile, addr, post_raw, status, stderr, timeline, wait_for};
+use crate::harness::{
+    Daemon, Profile, addr, net_counter, post_raw, status, stderr, timeline, wait_for,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -28,10 +30,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-fn net_counter(st: &Value, name: &str) -> u64 {
-    st["network"]["counters"][name].as_u64().unwrap_or(0)
 }
 
 /// One malicious identity: a swarm with Starling's behaviour, connected to `target`.

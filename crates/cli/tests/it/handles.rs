@@ -8,26 +8,12 @@ use serde_json::Value;
 use starling_core::records::name_key;
 use starling_core::{Handle, Identity, NameClaim, NameClaimContent};
 
-use crate::harness::{Daemon, Profile, addr, status, stderr, wait_for};
+use crate::harness::{
+    Profile, addr, handle_state, net_counter, status, stderr, wait_for, wait_registered,
+};
 use crate::mallory::Mallory;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-async fn handle_state(d: &Daemon) -> Value {
-    d.get("/whoami").await.unwrap()["handle_state"].clone()
-}
-
-async fn wait_registered(d: &Daemon) {
-    wait_for(WAIT, "the handle to be registered", || async {
-        (handle_state(d).await["state"] == "registered").then_some(())
-    })
-    .await
-    .unwrap();
-}
-
-fn net_counter(st: &Value, name: &str) -> u64 {
-    st["network"]["counters"][name].as_u64().unwrap_or(0)
-}
 
 /// Claims `handle` again from `owner` until every one of `holders` has stored the
 /// claim (on disk) to expire more than `min_ms` from now.

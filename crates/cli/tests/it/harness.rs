@@ -132,6 +132,27 @@ impl Profile {
     }
 }
 
+/// The daemon's handle state (`registered`, `pending`, `taken`...), from `/whoami`.
+pub async fn handle_state(d: &Daemon) -> Value {
+    d.get("/whoami").await.unwrap()["handle_state"].clone()
+}
+
+/// Waits until the daemon's handle is registered.
+pub async fn wait_registered(d: &Daemon) {
+    wait_for(
+        Duration::from_secs(120),
+        "the handle to be registered",
+        || async { (handle_state(d).await["state"] == "registered").then_some(()) },
+    )
+    .await
+    .unwrap();
+}
+
+/// A counter of the network's part of `status` (0 when never counted).
+pub fn net_counter(st: &Value, name: &str) -> u64 {
+    st["network"]["counters"][name].as_u64().unwrap_or(0)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

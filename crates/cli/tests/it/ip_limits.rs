@@ -6,19 +6,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use starling_core::AuthorId;
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::harness::{Daemon, Profile, addr, post_raw, status, stderr, timeline, wait_for};
+use crate::harness::{
+    Daemon, Profile, addr, net_counter, post_raw, status, stderr, timeline, wait_for,
+};
 use crate::mallory::Mallory;
 
 const WAIT: Duration = Duration::from_secs(120);
 const ELSEWHERE: [u8; 4] = [127, 0, 0, 66];
-
-fn net_counter(st: &Value, name: &str) -> u64 {
-    st["network"]["counters"][name].as_u64().unwrap_or(0)
-}
 
 /// A TCP relay: connections accepted on 127.0.0.1 go on to `target` from `source`.
 /// Returns the multiaddr to dial (`target`'s peer id kept) and the relay's task.

@@ -4,14 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use starling_core::{AuthorId, Identity, Post, PostContent, Timestamp};
 use starling_net::{
     MessageAcceptance, Net, NetConfig, NetEvent, SocialRequest, SocialResponse, SyncRequest,
     SyncResponse,
 };
 
-use crate::harness::{Profile, addr, status, timeline, wait_for};
+use crate::harness::{Profile, addr, status, timeline, wait_for, wait_registered};
 
 pub struct Mallory {
     pub id: Identity,
@@ -167,13 +167,8 @@ async fn forged_posts_are_rejected_counted_and_never_stored() {
         addr(&b).await,
     );
     // Both handles registered: @alice is then named by two peers (see `ClaimTally`).
-    wait_for(wait, "alice's and bob's handles", || async {
-        let registered = |v: Value| v["handle_state"]["state"] == "registered";
-        (registered(a.get("/whoami").await.unwrap()) && registered(b.get("/whoami").await.unwrap()))
-            .then_some(())
-    })
-    .await
-    .unwrap();
+    wait_registered(&a).await;
+    wait_registered(&b).await;
     assert!(bob.cli(&["follow", "alice"]).status.success());
     wait_for(wait, "the follow to arrive", || async {
         (status(&a).await["followers"] == 1).then_some(())

@@ -6,21 +6,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use starling_node::ProfileDir;
 
-use crate::harness::{Daemon, Profile, addr, post_raw, status, stderr, stdout, timeline, wait_for};
+use crate::harness::{
+    Daemon, Profile, addr, handle_state, post_raw, status, stderr, stdout, timeline, wait_for,
+    wait_registered,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn handle_state(d: &Daemon) -> Value {
-    d.get("/whoami").await.unwrap()["handle_state"].clone()
-}
-
-async fn wait_registered(d: &Daemon) {
-    wait_for(WAIT, "the handle to be registered", || async {
-        (handle_state(d).await["state"] == "registered").then_some(())
-    })
-    .await
-    .unwrap();
-}
 
 /// Waits until the first follow of `p` is acknowledged by the followee.
 async fn wait_acknowledged(p: &Profile, what: &str) {
