@@ -7,7 +7,7 @@
 //! pipelined: the next page is requested while the current one goes through the
 //! intake. [`CatchUp`] owns which authors are being caught up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,9 +35,20 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Default)]
 pub(crate) struct CatchUp {
     rounds: Mutex<HashMap<AuthorId, bool>>,
+    /// Authors with a gap seen in gossip, waiting out [`GAP_GRACE`] (one wait per
+    /// author, however many gaps a burst shows; at most one per followed author).
+    gaps: Mutex<HashSet<AuthorId>>,
 }
 
 impl CatchUp {
+    /// True: start waiting out a gap of `author`'s. False: a wait is on already.
+    fn gap_seen(&self, author: AuthorId) -> bool {
+        self.gaps.lock().expect("gaps poisoned").insert(author)
+    }
+    fn gap_waited(&self, author: AuthorId) {
+        self.gaps.lock().expect("gaps poisoned").remove(&author);
+    }
+
     /// True: start a round now. False: one is running; it will run once more.
     fn begin(&self, author: AuthorId) -> bool {
         let mut r = self.rounds.lock().expect("rounds poisoned");
@@ -138,13 +149,20 @@ impl Online {
     /// then arrive as duplicates. So: wait [`GAP_GRACE`], and catch up only if the gap
     /// is still there. A lost post costs that much more to recover.
     pub(crate) fn spawn_gap_catch_up(self: &std::sync::Arc<Self>, author: AuthorId, hint: PeerId) {
+        if !self.catchup.gap_seen(author) {
+            return;
+        }
         let online = self.clone();
-        self.shared.tasks.spawn(async move {
+        let spawned = self.shared.tasks.spawn(async move {
             tokio::time::sleep(GAP_GRACE).await;
+            online.catchup.gap_waited(author);
             if online.gap_remains(author).await {
                 online.catch_up(author, Some(hint)).await;
             }
         });
+        if !spawned {
+            self.catchup.gap_waited(author);
+        }
     }
 
     /// Brings our copy of `author`'s feed up to date. One round per author at a time;

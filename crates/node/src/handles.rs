@@ -67,14 +67,13 @@ fn taken(tally: &ClaimTally, me: &AuthorId) -> Option<HandleState> {
 
 /// Why the answers about a handle name no holder, for the user.
 fn undecided(tally: &ClaimTally, me: Option<&AuthorId>) -> String {
-    let rival = |me: &AuthorId| tally.strongest_rival(me);
-    match (tally.total(), me.and_then(rival)) {
+    let ours = me.and_then(|me| Some((tally.strongest_rival(me)?.1, tally.voices(me))));
+    match (tally.total(), ours) {
         (0, _) => "no peer holds a claim for it yet".into(),
         (1, _) => format!("only one answer found; a handle needs {MIN_VOICES} that agree"),
-        (_, Some((_, n))) => format!(
-            "peers disagree: {n} answer(s) name another key, {} ours",
-            tally.voices(me.expect("me given"))
-        ),
+        (_, Some((rival, mine))) => {
+            format!("peers disagree: {rival} answer(s) name another key, {mine} ours")
+        }
         (total, None) => format!("peers disagree: {total} answers name different keys"),
     }
 }

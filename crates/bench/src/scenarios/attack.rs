@@ -16,6 +16,7 @@ use starling_core::{
     AuthorId, Identity, Post, PostContent, ProfileContent, ProfileRecord, Timestamp,
 };
 use starling_net::{MessageAcceptance, Net, NetConfig, NetEvent, PeerId, SyncRequest};
+use starling_node::clock::system_ms;
 use tokio::sync::watch;
 
 use super::propagation::{self, Extras, Run};
@@ -60,12 +61,8 @@ pub struct FloodOutcome {
     pub still_connected: usize,
 }
 
-fn now_ms() -> u64 {
-    starling_node::clock::system_ms()
-}
-
 fn post_by(id: &Identity, seq: u64, body: String) -> Vec<u8> {
-    let ts = now_ms();
+    let ts = system_ms();
     Post::sign(
         PostContent {
             author: id.author(),
@@ -192,7 +189,7 @@ impl Flood {
                 (net.clone(), counts.clone(), stopped.clone(), id.clone());
             tasks.push(tokio::spawn(async move {
                 let mut tick = every();
-                let mut v = now_ms() << 16;
+                let mut v = system_ms() << 16;
                 while runs(&stopped, started) {
                     tick.tick().await;
                     v += 1;
@@ -202,7 +199,7 @@ impl Flood {
                             version: v,
                             handle: None,
                             head_seq: v,
-                            updated_at: now_ms(),
+                            updated_at: system_ms(),
                         },
                         &id,
                     ) else {

@@ -17,20 +17,10 @@ use starling_net::NetConfig;
 use starling_net::behaviour::{Behaviour, BehaviourEvent};
 
 use crate::harness::{
-    Daemon, Profile, addr, net_counter, post_raw, status, stderr, timeline, wait_for,
+    Daemon, Profile, addr, net_counter, post_raw, rss_kib, status, stderr, timeline, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 /// One malicious identity: a swarm with Starling's behaviour, connected to `target`.
 struct Flooder {

@@ -11,7 +11,7 @@ use starling_net::{
     SyncResponse,
 };
 
-use crate::harness::{Profile, addr, status, timeline, wait_for, wait_registered};
+use crate::harness::{Profile, addr, rss_kib, status, timeline, wait_for, wait_registered};
 
 pub struct Mallory {
     pub id: Identity,
@@ -428,16 +428,6 @@ async fn equivocation_flags_the_author_and_honest_forwarders_keep_their_peers() 
     }
     m1.stop().await;
     m2.stop().await;
-}
-
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// Issue 11, item 1: one peer sends 100,000 sync requests and 10,000 follow /
