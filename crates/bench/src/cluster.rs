@@ -61,6 +61,8 @@ pub struct Cluster {
     pub boot: Multiaddr,
     pub ttl: Duration,
     pub maintenance: Duration,
+    /// Nodes keep stage stamps (`starling_node::trace`).
+    pub trace: bool,
     _root: tempfile::TempDir,
 }
 
@@ -71,6 +73,12 @@ impl Cluster {
         Self::start_with(n, ttl, NodeConfig::default().maintenance_interval).await
     }
 
+    /// Like [`Cluster::start`], every node keeping the stage stamps of posts
+    /// (`starling_node::trace`) for the latency breakdown.
+    pub async fn start_traced(n: usize, ttl: Duration) -> anyhow::Result<Self> {
+        Self::start_opts(n, ttl, NodeConfig::default().maintenance_interval, true).await
+    }
+
     /// Like [`Cluster::start`], with maintenance rounds (reconnection, follower
     /// discovery) every `maintenance`.
     pub async fn start_with(
@@ -78,6 +86,19 @@ impl Cluster {
         ttl: Duration,
         maintenance: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_opts(n, ttl, maintenance, false).await
+    }
+
+    async fn start_opts(
+        n: usize,
+        ttl: Duration,
+        maintenance: Duration,
+        trace: bool,
+    ) -> anyhow::Result<Self> {
+        let mk = move |boot: Option<&Multiaddr>| NodeConfig {
+            trace,
+            ..config(boot, ttl, maintenance)
+        };
         let root = tempfile::Builder::new()
             .prefix("starling-bench-")
             .tempdir()?;
@@ -91,11 +112,7 @@ impl Cluster {
                 node: None,
             });
         }
-        let first = Node::start(
-            Profile::open(&members[0].dir)?,
-            config(None, ttl, maintenance),
-        )
-        .await?;
+        let first = Node::start(Profile::open(&members[0].dir)?, mk(None)).await?;
         let boot: Multiaddr = first
             .net()
             .context("network")?
@@ -111,14 +128,15 @@ impl Cluster {
             boot,
             ttl,
             maintenance,
+            trace,
             _root: root,
         };
         let rest: Vec<usize> = (1..n).collect();
         for chunk in rest.chunks(16) {
             let started = futures::future::join_all(chunk.iter().map(|&i| {
-                let (dir, boot) = (c.members[i].dir.clone(), c.boot.clone());
+                let (dir, config) = (c.members[i].dir.clone(), mk(Some(&c.boot)));
                 async move {
-                    Node::start(Profile::open(&dir)?, config(Some(&boot), ttl, maintenance))
+                    Node::start(Profile::open(&dir)?, config)
                         .await
                         .map_err(anyhow::Error::from)
                 }
@@ -148,6 +166,11 @@ impl Cluster {
         .await
     }
 
+    /// Where the members' profiles (and databases) are.
+    pub fn root(&self) -> &Path {
+        self._root.path()
+    }
+
     pub fn node(&self, i: usize) -> &Node {
         self.members[i].node.as_ref().expect("member is running")
     }
@@ -159,11 +182,11 @@ impl Cluster {
     /// Starts a stopped member again (same profile and database).
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         if self.members[i].node.is_none() {
-            let node = Node::start(
-                Profile::open(&self.members[i].dir)?,
-                config(Some(&self.boot), self.ttl, self.maintenance),
-            )
-            .await?;
+            let config = NodeConfig {
+                trace: self.trace,
+                ..config(Some(&self.boot), self.ttl, self.maintenance)
+            };
+            let node = Node::start(Profile::open(&self.members[i].dir)?, config).await?;
             self.members[i].node = Some(node);
         }
         Ok(())

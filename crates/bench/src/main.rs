@@ -10,7 +10,9 @@
 //! Layout: [`cluster`] (in-process and process nodes), [`scenarios`], [`report`]
 //! (tables, JSON, Markdown), [`stats`], [`svg`].
 
+mod breakdown;
 mod cluster;
+mod probe;
 mod report;
 mod scenarios;
 mod stats;
@@ -54,12 +56,20 @@ struct Args {
     /// Write the report into this Markdown file (between its generated-part markers).
     #[arg(long, value_name = "FILE")]
     update_doc: Option<PathBuf>,
-    /// Propagation in one process with these follower counts instead of the profile's.
+    /// Propagation in one process with these follower counts instead of the profile's
+    /// (0: none).
     #[arg(long, value_delimiter = ',', value_name = "F,...")]
     followers: Vec<usize>,
-    /// Propagation as processes with these follower counts instead of the profile's.
+    /// Propagation as processes with these follower counts instead of the profile's
+    /// (0: none).
     #[arg(long, value_delimiter = ',', value_name = "F,...")]
     proc_followers: Vec<usize>,
+    /// Propagation: posts per second (the profile's: 20).
+    #[arg(long, value_name = "PER_SEC")]
+    rate: Option<f64>,
+    /// Propagation: how many posts (the profile's: 200).
+    #[arg(long, value_name = "N")]
+    posts: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +167,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if !args.proc_followers.is_empty() {
         wanted.prop_proc_followers = args.proc_followers.clone();
     }
+    if let Some(r) = args.rate {
+        anyhow::ensure!(r > 0.0 && r <= 1000.0, "--rate must be in (0, 1000]");
+        wanted.prop_rate = r;
+    }
+    if let Some(p) = args.posts {
+        anyhow::ensure!(p > 0, "--posts must be at least 1");
+        wanted.prop_posts = p;
+    }
     let (sizes, skipped) = wanted.fit(fds);
     let mut run_notes = Vec::new();
     if !skipped.is_empty() {
@@ -197,6 +215,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 for n in &r.notes {
                     println!("  - {n}");
                 }
+                for (caption, t) in &r.more {
+                    println!("\n{caption}\n{}", t.text());
+                }
                 results.push(r);
             }
             Err(e) => {
@@ -226,6 +247,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     if !args.proc_followers.is_empty() {
         command.push_str(&format!(" --proc-followers {}", list(&args.proc_followers)));
+    }
+    if let Some(r) = args.rate {
+        command.push_str(&format!(" --rate {r}"));
+    }
+    if let Some(p) = args.posts {
+        command.push_str(&format!(" --posts {p}"));
     }
     let report = Report {
         command,

@@ -82,6 +82,9 @@ pub struct ScenarioResult {
     /// File name of the SVG plot, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plot: Option<String>,
+    /// Further tables, each under its caption.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<(String, Table)>,
     pub seconds: f64,
 }
 
@@ -163,6 +166,11 @@ impl Report {
                 let _ = writeln!(s, "- {n}");
             }
             if !sc.notes.is_empty() {
+                s.push('\n');
+            }
+            for (caption, t) in &sc.more {
+                let _ = writeln!(s, "{caption}\n");
+                s.push_str(&t.markdown());
                 s.push('\n');
             }
             if let Some(p) = &sc.plot {

@@ -56,6 +56,22 @@ fn quick_profile_runs_every_scenario_with_consistent_counts() {
     for run in prop.as_array().unwrap() {
         assert_eq!(run["delivered"], run["expected"], "{run}");
         assert_eq!(run["latency_ms"]["n"], run["expected"]);
+        // The nodes' stage stamps cover every delivery (author and followers joined
+        // on one monotonic clock), and the costs were measured.
+        let m = &run["measures"];
+        assert_eq!(m["breakdown"]["deliveries"], run["expected"], "{run}");
+        assert_eq!(m["breakdown"]["steps"].as_array().unwrap().len(), 7);
+        let copies = m["copies_per_delivery"].as_f64().unwrap();
+        assert!(
+            copies >= 1.0,
+            "every delivery arrived as a copy at least: {run}"
+        );
+        assert!(m["cpu_s"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(m["open_files_mean"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(
+            m["fsyncs"].as_u64().unwrap() >= run["posts"].as_u64().unwrap(),
+            "the author's posts are flushed: {run}"
+        );
     }
     // Under attack: every post still reached every follower, and the flood reached
     // the nodes (they refused forged posts).

@@ -25,6 +25,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
+use starling_node::trace::{Stage, Stamp};
 use starling_node::{
     Cursor, FollowView, Node, NodeError, NodeEvent, PostError, PostView, Status, TimelinePage,
     WhoAmI,
@@ -96,7 +97,8 @@ pub fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(followers))
         .routes(routes!(following))
         .routes(routes!(register))
-        .routes(routes!(events));
+        .routes(routes!(events))
+        .routes(routes!(trace));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()
@@ -496,7 +498,19 @@ async fn create_post(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<NewPost>,
 ) -> ApiResult<(StatusCode, Json<PostView>)> {
-    Ok((StatusCode::CREATED, Json(st.node.post(&req.body).await?)))
+    let took = starling_node::trace::mono_ns();
+    let view = st.node.post(&req.body).await?;
+    st.node.stamp(view.seq, Stage::Api, took);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Takes the stage stamps of posts kept since the last call: where each post's
+/// time went (monotonic clock, ns). Empty unless the daemon runs with
+/// `--trace-latency`.
+#[utoipa::path(get, path = "/trace", tag = "node",
+    responses((status = 200, body = Vec<Stamp>), (status = 401, body = ErrorBody)))]
+async fn trace(State(st): State<ApiState>) -> Json<Vec<Stamp>> {
+    Json(st.node.take_trace())
 }
 
 /// Republishes an archived post as a new post (new seq, time and expiry).

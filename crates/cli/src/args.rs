@@ -164,6 +164,12 @@ pub struct UpArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<u32>,
 
+    /// Keep a monotonic-clock stamp of each stage every post passes (API, signed,
+    /// committed, sent; received, verified, stored, event), served at
+    /// `/api/v1/trace`: the benchmark's latency breakdown.
+    #[arg(long)]
+    pub trace_latency: bool,
+
     /// Stop when standard input closes (used by `devnet`, so its nodes never outlive it).
     #[arg(long, hide = true)]
     pub stop_on_stdin_eof: bool,

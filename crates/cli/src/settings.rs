@@ -131,6 +131,7 @@ impl Settings {
                     .unwrap_or(defaults.quota.total)
                     .max(1),
             },
+            trace: args.trace_latency,
             ..defaults
         };
         if args.offline || file.offline.unwrap_or(false) {

@@ -29,9 +29,27 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
+    /// The behaviour without libp2p's own counters.
     pub fn new(
         key: &Keypair,
         config: &NetConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Self::build(key, config, None)
+    }
+
+    /// The behaviour, gossipsub recording its counters into `registry`.
+    pub fn with_registry(
+        key: &Keypair,
+        config: &NetConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Self::build(key, config, Some(registry))
+    }
+
+    fn build(
+        key: &Keypair,
+        config: &NetConfig,
+        registry: Option<&mut prometheus_client::registry::Registry>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let peer_id = key.public().to_peer_id();
 
@@ -110,7 +128,16 @@ impl Behaviour {
             .duplicate_cache_time(Duration::from_secs(120))
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+        // Its counters say how many copies of each post arrive (duplicates included);
+        // per topic, for at most `max_topics` topics (the rest are not counted).
+        let mut gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+        if let Some(registry) = registry {
+            gossipsub = gossipsub.with_metrics(
+                registry.sub_registry_with_prefix("gossipsub"),
+                libp2p_gossipsub::MetricsConfig::default(),
+            );
+        }
 
         let rr_config =
             request_response::Config::default().with_request_timeout(config.request_timeout);

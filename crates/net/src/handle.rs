@@ -43,10 +43,9 @@ pub(crate) enum Command {
         data: Vec<u8>,
         reply: Reply<usize>,
     },
+    /// Verdicts on gossip messages: (message, the peer it came from, verdict).
     Report {
-        id: MessageId,
-        source: PeerId,
-        acceptance: MessageAcceptance,
+        verdicts: Vec<(MessageId, PeerId, MessageAcceptance)>,
     },
     GetRecord {
         key: Vec<u8>,
@@ -207,20 +206,14 @@ impl Net {
         .await
     }
 
-    /// The node's verdict on a gossip message: accepted messages are forwarded,
-    /// rejected ones count against the peer that sent them.
+    /// The node's verdicts on gossip messages (message, the peer it came from,
+    /// verdict), all in one command: accepted messages are forwarded, rejected ones
+    /// count against the peer that sent them.
     pub async fn report(
         &self,
-        id: MessageId,
-        source: PeerId,
-        acceptance: MessageAcceptance,
+        verdicts: Vec<(MessageId, PeerId, MessageAcceptance)>,
     ) -> Result<(), NetError> {
-        self.send(Command::Report {
-            id,
-            source,
-            acceptance,
-        })
-        .await
+        self.send(Command::Report { verdicts }).await
     }
 
     /// Valid records found under `key` (empty when there are none).

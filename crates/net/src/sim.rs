@@ -285,6 +285,7 @@ impl SimNetwork {
                             source: me,
                             topic_author: author,
                             data: data.clone(),
+                            received_ns: 0,
                         };
                         let (net, peer) = (self.clone(), *peer);
                         tokio::spawn(async move {

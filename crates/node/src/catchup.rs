@@ -310,6 +310,7 @@ impl Online {
                     bytes: b.into_vec(),
                     channel: Channel::Sync(author),
                     from: peer,
+                    received_ns: 0,
                 })
                 .collect();
             answered = answered.max(page_max);

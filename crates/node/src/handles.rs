@@ -59,6 +59,9 @@ impl Handles {
     }
 }
 
+/// The shortest wait before a pending claim is tried again because a peer connected.
+const RETRY_ON_CONNECT: Duration = Duration::from_secs(2);
+
 /// `Taken` when another key has at least [`MIN_VOICES`] answers and more than ours.
 fn taken(tally: &ClaimTally, me: &AuthorId) -> Option<HandleState> {
     let (rival, n) = tally.strongest_rival(me)?;
@@ -271,9 +274,15 @@ impl Online {
                         self.publish_profile().await;
                         continue;
                     }
+                    // A new connection may bring the peers the claim lacked, but not
+                    // more often than every couple of seconds: a node making many
+                    // connections would otherwise claim again at each one.
+                    let tried = tokio::time::Instant::now();
                     tokio::select! {
                         biased;
-                        _ = self.handles.connected.notified() => {}
+                        _ = self.handles.connected.notified() => {
+                            tokio::time::sleep_until(tried + wait.min(RETRY_ON_CONNECT)).await;
+                        }
                         _ = tokio::time::sleep(wait) => {}
                     }
                     wait = (wait * 2).min(Duration::from_secs(30));

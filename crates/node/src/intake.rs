@@ -18,12 +18,15 @@ use starling_net::PeerId;
 use starling_store::Inserted;
 
 use crate::node::Shared;
+use crate::trace::Stage;
 
 /// One received post: its bytes, the channel it came on, who handed it to us.
 pub(crate) struct Arrival {
     pub bytes: Vec<u8>,
     pub channel: Channel,
     pub from: PeerId,
+    /// When the network took it in ([`starling_net::mono_ns`]; 0: not known).
+    pub received_ns: u64,
 }
 
 /// What became of a batch.
@@ -48,6 +51,53 @@ impl Outcome {
     }
 }
 
+/// A checked batch: final verdicts, and the fresh posts still to store.
+pub(crate) struct Checked {
+    /// One per arrival, in order.
+    pub verdicts: Vec<Verdict>,
+    fresh: Vec<Post>,
+    /// Equivocations seen: the post, the version seen first, the second.
+    proofs: Vec<(PostRef, Vec<u8>, Vec<u8>)>,
+    /// Who showed us each author's fresh posts (for gap catch-up).
+    shown_by: BTreeMap<AuthorId, PeerId>,
+    to_ban: Vec<PeerId>,
+    now: u64,
+    transport: Transport,
+}
+
+impl Checked {
+    /// Keeps the proofs, stores the fresh posts, and reports the gaps.
+    pub(crate) async fn store(self, intake: &Intake, shared: &Shared) -> Outcome {
+        let Checked {
+            verdicts,
+            fresh,
+            proofs,
+            shown_by,
+            to_ban,
+            now,
+            transport,
+        } = self;
+        for (id, first, second) in proofs {
+            flag(shared, id, first, second, now).await;
+        }
+        let (stored, positions) = intake.store(shared, fresh, transport).await;
+        let gaps = positions
+            .into_iter()
+            .filter(|(_, synced, max)| synced < max)
+            .filter_map(|(author, synced, max)| {
+                tracing::debug!(%author, synced, max, "gap in feed");
+                shown_by.get(&author).map(|p| (author, *p))
+            })
+            .collect();
+        Outcome {
+            verdicts,
+            stored,
+            gaps,
+            to_ban,
+        }
+    }
+}
+
 pub(crate) struct Intake {
     checks: Checks,
     /// Highest seq stored per followed author, as of our last insert.
@@ -62,14 +112,29 @@ impl Intake {
         }
     }
 
-    /// Checks, counts, stores and announces a batch. `counter` names the transport
-    /// (`gossip`, `sync`) in the counters.
+    /// Checks, counts, stores and announces a batch. `transport` names it in the
+    /// counters.
     pub(crate) async fn receive(
         &self,
         shared: &Shared,
         batch: Vec<Arrival>,
         transport: Transport,
     ) -> Outcome {
+        self.check(shared, batch, transport)
+            .await
+            .store(self, shared)
+            .await
+    }
+
+    /// The first half of [`Intake::receive`]: checks and counts a batch; the
+    /// verdicts are final (gossip reports them before the posts are stored, so
+    /// forwarding never waits for a commit). [`Checked::store`] does the rest.
+    pub(crate) async fn check(
+        &self,
+        shared: &Shared,
+        batch: Vec<Arrival>,
+        transport: Transport,
+    ) -> Checked {
         let now = shared.clock.now_ms();
         shared.metrics.add(transport.received(), batch.len() as u64);
         let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(batch.len());
@@ -106,11 +171,14 @@ impl Intake {
                 // Cannot tell a second version from a new post: take none of them now
                 // (catch-up fetches them again), and blame nobody.
                 tracing::warn!(error = %e, "cannot read held posts; leaving the batch");
-                return Outcome {
+                return Checked {
                     verdicts: Vec::new(),
-                    stored: 0,
-                    gaps: Vec::new(),
+                    fresh: Vec::new(),
+                    proofs: Vec::new(),
+                    shown_by: BTreeMap::new(),
                     to_ban: Vec::new(),
+                    now,
+                    transport,
                 };
             }
         };
@@ -122,6 +190,19 @@ impl Intake {
             .into_iter()
             .map(|v| v.unwrap_or_else(|| settled.next().expect("one verdict per screened post")))
             .collect();
+        if shared.trace.on() {
+            let verified = starling_net::mono_ns();
+            for (a, v) in batch.iter().zip(&verdicts) {
+                if let Verdict::Fresh(p) = v {
+                    shared
+                        .trace
+                        .stamp(p.author, p.seq, Stage::Received, a.received_ns);
+                    shared
+                        .trace
+                        .stamp(p.author, p.seq, Stage::Verified, verified);
+                }
+            }
+        }
 
         let mut to_ban = Vec::new();
         let mut fresh: Vec<Post> = Vec::new();
@@ -157,23 +238,14 @@ impl Intake {
                 }
             }
         }
-        for (id, first, second) in proofs {
-            flag(shared, id, first, second, now).await;
-        }
-        let (stored, positions) = self.store(shared, fresh, transport).await;
-        let gaps = positions
-            .into_iter()
-            .filter(|(_, synced, max)| synced < max)
-            .filter_map(|(author, synced, max)| {
-                tracing::debug!(%author, synced, max, "gap in feed");
-                shown_by.get(&author).map(|p| (author, *p))
-            })
-            .collect();
-        Outcome {
+        Checked {
             verdicts,
-            stored,
-            gaps,
+            fresh,
+            proofs,
+            shown_by,
             to_ban,
+            now,
+            transport,
         }
     }
 
@@ -209,11 +281,21 @@ impl Intake {
             }
         }
         let mut new = 0;
+        let stored_ns = if shared.trace.on() {
+            starling_net::mono_ns()
+        } else {
+            0
+        };
         for (post, result) in posts.iter().zip(outcome) {
             match result {
                 Inserted::New => {
                     new += 1;
                     shared.announce_post(post);
+                    if stored_ns != 0 {
+                        let t = &shared.trace;
+                        t.stamp(post.author, post.seq, Stage::Stored, stored_ns);
+                        t.stamp(post.author, post.seq, Stage::Event, starling_net::mono_ns());
+                    }
                 }
                 Inserted::Duplicate => shared.metrics.inc("received.duplicate"),
                 // Two batches raced with two versions of one post: the store kept

@@ -21,6 +21,7 @@
 //!   bounded).
 //! - `gate`: admission of inbound requests per peer (a token bucket, a few at once).
 //! - [`metrics`]: counters of what was accepted, ignored and rejected; strikes.
+//! - [`trace`]: stamps of each stage a post passes (for the latency breakdown).
 //! - [`view`]: the serialisable shapes the interfaces show.
 
 mod catchup;
@@ -36,6 +37,7 @@ pub mod profile;
 pub mod sntp;
 pub mod sysmem;
 mod tasks;
+pub mod trace;
 pub mod view;
 
 pub use node::{Node, NodeConfig, NodeError, NodeEvent};

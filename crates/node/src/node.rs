@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::profile::{Profile, ProfileError};
 use crate::tasks::Tasks;
+use crate::trace::{Stage, Stamp, Trace};
 use crate::view::{
     ClockStatus, FlaggedAuthor, FollowView, HandleState, PostView, Status, TimelinePage, WhoAmI,
 };
@@ -47,6 +48,9 @@ pub struct NodeConfig {
     /// How many posts of others are kept (enforced at each GC round).
     pub quota: Quota,
     pub store: StoreConfig,
+    /// Keep stamps of each stage posts pass ([`crate::trace`]), for the benchmark's
+    /// latency breakdown.
+    pub trace: bool,
     /// `None`: a node without network (local only).
     pub network: Option<NetConfig>,
 }
@@ -62,6 +66,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             quota: Quota::default(),
             store: StoreConfig::default(),
+            trace: false,
             network: Some(NetConfig::default()),
         }
     }
@@ -153,6 +158,7 @@ pub(crate) struct Shared {
     pub(crate) intake: Intake,
     /// Admission of inbound requests, per peer.
     pub(crate) gate: Arc<Gate>,
+    pub(crate) trace: Trace,
     events: broadcast::Sender<NodeEvent>,
     profile: RwLock<Profile>,
     /// Verified handles of other users, for display.
@@ -293,7 +299,7 @@ impl Node {
                 config.limits.max_post_lifetime_ms / 86_400_000
             )));
         }
-        let limits = config.limits;
+        let (limits, config_trace) = (config.limits, config.trace);
         let store = Store::open(&profile.db_path(), config.store.clone())?;
         let me = profile.identity.author();
         let head = store.head(me).await?;
@@ -325,6 +331,7 @@ impl Node {
             follows: Follows::new(following),
             intake: Intake::new(limits),
             gate: Arc::default(),
+            trace: Trace::new(config_trace),
             names: RwLock::new(names),
         });
         let online = network(shared.clone())
@@ -405,6 +412,7 @@ impl Node {
                 bytes,
                 channel,
                 from,
+                received_ns: 0,
             })
             .collect();
         self.shared
@@ -412,6 +420,17 @@ impl Node {
             .receive(&self.shared, arrivals, Transport::Sync)
             .await
             .verdicts
+    }
+
+    /// Records that our post `seq` reached `stage` at `ns` ([`starling_net::mono_ns`]),
+    /// when tracing is on: for stages outside the node (the API's).
+    pub fn stamp(&self, seq: u64, stage: Stage, ns: u64) {
+        self.shared.trace.stamp(self.shared.me, seq, stage, ns);
+    }
+
+    /// Takes the stage stamps kept so far (empty unless the node traces).
+    pub fn take_trace(&self) -> Vec<Stamp> {
+        self.shared.trace.take()
     }
 
     /// Background tasks running now (reaped as they end).
@@ -456,6 +475,11 @@ impl Node {
             };
             content.check(&s.config.limits)?;
             let post = Post::sign(content, &s.identity())?;
+            let tracing_on = s.trace.on();
+            if tracing_on {
+                s.trace
+                    .stamp(s.me, post.seq, Stage::Signed, starling_net::mono_ns());
+            }
             let outcome = s
                 .store
                 .insert_posts(vec![post.clone()], s.clock.now_ms())
@@ -468,11 +492,17 @@ impl Node {
                 }));
             }
             s.head_seq.store(post.seq, Ordering::SeqCst);
+            if tracing_on {
+                s.trace
+                    .stamp(s.me, post.seq, Stage::Committed, starling_net::mono_ns());
+            }
             post
         };
         // On disk: now push it to online followers. Nobody online is fine: they pull.
         if let Some(online) = &self.online {
             online.push_own(&post).await;
+            s.trace
+                .stamp(s.me, post.seq, Stage::Sent, starling_net::mono_ns());
         }
         let view = s.view(&post);
         s.announce(NodeEvent::Post(view.clone()));
@@ -574,6 +604,10 @@ impl Node {
                 .into_iter()
                 .filter(|(k, _)| !k.starts_with("rejected."))
                 .chain((tasks_refused > 0).then(|| ("tasks.refused".to_string(), tasks_refused)))
+                .chain(std::iter::once((
+                    "store.fsyncs".to_string(),
+                    s.store.fsyncs(),
+                )))
                 .collect(),
             flagged,
             network,

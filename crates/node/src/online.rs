@@ -18,8 +18,9 @@ use crate::metrics::BAN_TIME;
 use crate::node::{NodeError, Shared};
 use crate::view::NetworkStatus;
 
-/// A gossip message: its id, the peer it came from, its topic's author, its bytes.
-type Gossip = (starling_net::MessageId, PeerId, AuthorId, Vec<u8>);
+/// A gossip message: its id, the peer it came from, its topic's author, its bytes,
+/// when the network took it in.
+type Gossip = (starling_net::MessageId, PeerId, AuthorId, Vec<u8>, u64);
 
 /// An event, with gossip (which the node takes in batches) set apart.
 enum Sorted {
@@ -34,7 +35,8 @@ fn sort(ev: NetEvent) -> Sorted {
             source,
             topic_author,
             data,
-        } => Sorted::Gossip((id, source, topic_author, data)),
+            received_ns,
+        } => Sorted::Gossip((id, source, topic_author, data, received_ns)),
         other => Sorted::Other(other),
     }
 }
@@ -52,6 +54,14 @@ pub(crate) const PEERS_KEPT: usize = 64;
 
 /// Remembered peers dialed at a start without bootstrap addresses.
 pub(crate) const PEERS_REJOINED: usize = 16;
+
+/// The wait before a node's first maintenance round: between half of `every` and
+/// one and a half, by the node's key.
+fn phase(me: &AuthorId, every: std::time::Duration) -> std::time::Duration {
+    let b = me.as_bytes();
+    let n = u16::from_le_bytes([b[b.len() - 2], b[b.len() - 1]]);
+    every.mul_f64(0.5 + f64::from(n) / f64::from(u16::MAX))
+}
 
 /// Followed authors caught up with per maintenance round.
 const CATCH_UP_PER_ROUND: usize = 16;
@@ -212,37 +222,39 @@ impl Online {
 
     /// A batch of gossip through the intake; the verdicts go back to gossipsub
     /// (accepted posts are forwarded), then gaps start catch-ups.
-    async fn on_gossip(
-        self: &Arc<Self>,
-        batch: Vec<(starling_net::MessageId, PeerId, AuthorId, Vec<u8>)>,
-    ) {
+    async fn on_gossip(self: &Arc<Self>, batch: Vec<Gossip>) {
         let mut ids = Vec::with_capacity(batch.len());
         let arrivals = batch
             .into_iter()
-            .map(|(id, source, topic_author, data)| {
+            .map(|(id, source, topic_author, data, received_ns)| {
                 ids.push((id, source));
                 Arrival {
                     bytes: data,
                     channel: Channel::Topic(topic_author),
                     from: source,
+                    received_ns,
                 }
             })
             .collect();
-        let outcome = self
-            .shared
-            .intake
-            .receive(&self.shared, arrivals, Transport::Gossip)
-            .await;
-        for (i, (id, source)) in ids.into_iter().enumerate() {
-            let acceptance = match outcome.verdicts.get(i) {
-                Some(Verdict::Refused(why)) if why.blame() == Blame::Sender => {
-                    MessageAcceptance::Reject
-                }
-                Some(Verdict::Refused(_)) | None => MessageAcceptance::Ignore,
-                Some(_) => MessageAcceptance::Accept,
-            };
-            let _ = self.net.report(id, source, acceptance).await;
-        }
+        let s = &self.shared;
+        let checked = s.intake.check(s, arrivals, Transport::Gossip).await;
+        // Verdicts first, in one command: what is valid is forwarded while we store it.
+        let verdicts = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, source))| {
+                let acceptance = match checked.verdicts.get(i) {
+                    Some(Verdict::Refused(why)) if why.blame() == Blame::Sender => {
+                        MessageAcceptance::Reject
+                    }
+                    Some(Verdict::Refused(_)) | None => MessageAcceptance::Ignore,
+                    Some(_) => MessageAcceptance::Accept,
+                };
+                (id, source, acceptance)
+            })
+            .collect();
+        let _ = self.net.report(verdicts).await;
+        let outcome = checked.store(&s.intake, s).await;
         self.ban_all(outcome.to_ban).await;
         // A post beyond the next expected seq shows a gap: catch up on that author,
         // unless gossip (which reorders) brings the missing posts meanwhile.
@@ -293,7 +305,11 @@ impl Online {
 
     async fn run_maintenance(self: Arc<Self>) {
         let every = self.shared.config.maintenance_interval;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // Each node keeps its own phase, spread over time: nodes started together
+        // (a restart after an outage, a test network) would otherwise all query the
+        // DHT in the same instant. Taken from our key, so a simulated run replays.
+        let first = phase(&self.shared.me, every);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
         let mut round = 0usize;
         loop {
             tick.tick().await;

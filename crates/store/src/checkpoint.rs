@@ -17,7 +17,7 @@
 //! `journal_size_limit`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -44,26 +44,33 @@ pub(crate) struct Checkpointer {
     frames: Arc<AtomicI64>,
     /// Set when the writer should restart the WAL after its current batch.
     pub(crate) restart: Arc<AtomicBool>,
+    /// Set by the writer while it commits a durable batch: the WAL hook then counts
+    /// the commit's flush.
+    pub(crate) durable: Arc<AtomicBool>,
+    fsyncs: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// `open` opens the thread's read-write connection, each time it checkpoints.
 pub(crate) fn spawn(
     open: impl Fn() -> Result<Connection> + Send + 'static,
+    fsyncs: Arc<AtomicU64>,
 ) -> Result<Checkpointer> {
     // One pending wake-up is enough: the thread reads the length when it runs.
     let (wake, woken) = mpsc::sync_channel(1);
     let frames = Arc::new(AtomicI64::new(0));
     let restart = Arc::new(AtomicBool::new(false));
-    let (f, r) = (frames.clone(), restart.clone());
+    let (f, r, n) = (frames.clone(), restart.clone(), fsyncs.clone());
     let thread = std::thread::Builder::new()
         .name("store-checkpoint".into())
-        .spawn(move || run(open, woken, f, r))
+        .spawn(move || run(open, woken, f, r, n))
         .map_err(|_| StoreError::Closed)?;
     Ok(Checkpointer {
         wake,
         frames,
         restart,
+        durable: Arc::new(AtomicBool::new(false)),
+        fsyncs,
         thread: Some(thread),
     })
 }
@@ -73,7 +80,13 @@ pub(crate) fn spawn(
 /// [`CHECKPOINT_FRAMES`].
 pub(crate) fn install(writer: &mut Connection, c: &Checkpointer) -> Result<()> {
     let (frames, wake) = (c.frames.clone(), c.wake.clone());
+    let (durable, fsyncs) = (c.durable.clone(), c.fsyncs.clone());
     writer.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
+        // Called after a commit that wrote frames; with synchronous=FULL it flushed
+        // the WAL once (a commit that changed nothing writes and flushes nothing).
+        if durable.load(Ordering::Relaxed) {
+            fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
         let pages = i64::from(pages);
         frames.store(pages, Ordering::Relaxed);
         if pages >= CHECKPOINT_FRAMES {
@@ -90,6 +103,7 @@ fn run(
     woken: mpsc::Receiver<Wake>,
     frames: Arc<AtomicI64>,
     restart: Arc<AtomicBool>,
+    fsyncs: Arc<AtomicU64>,
 ) {
     // The WAL length at the last complete checkpoint: nothing new since, no work.
     let mut copied_up_to = 0;
@@ -116,12 +130,16 @@ fn run(
         };
         if asked {
             // Asked for, and no write came to run it: the writer is idle, it is ours.
-            restart_if_asked(&conn, &restart);
+            restart_if_asked(&conn, &restart, &fsyncs);
             continue;
         }
         match checkpoint(&conn, "PASSIVE") {
             Ok((_, log, copied)) => {
                 tracing::trace!(log, copied, "WAL checkpoint");
+                if copied > 0 {
+                    // The WAL is synced before its frames are copied, the database after.
+                    fsyncs.fetch_add(2, Ordering::Relaxed);
+                }
                 if log >= RESTART_FRAMES {
                     restart.store(true, Ordering::Relaxed);
                 }
@@ -148,10 +166,11 @@ pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(boo
 
 /// The writer's side, between two batches: restarts the WAL when the checkpoint
 /// thread asked for it (asking again when it could not finish).
-pub(crate) fn restart_if_asked(conn: &Connection, restart: &AtomicBool) {
+pub(crate) fn restart_if_asked(conn: &Connection, restart: &AtomicBool, fsyncs: &AtomicU64) {
     if !restart.load(Ordering::Relaxed) {
         return;
     }
+    fsyncs.fetch_add(2, Ordering::Relaxed);
     match checkpoint(conn, "RESTART") {
         Ok((false, _, _)) => restart.store(false, Ordering::Relaxed),
         Ok((true, _, _)) => {}

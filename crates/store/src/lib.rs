@@ -21,6 +21,7 @@ pub mod social;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
@@ -96,6 +97,9 @@ struct Inner {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
+    /// Disk flushes so far: one per durable commit, two per checkpoint that copied
+    /// frames (the WAL before, the database after).
+    fsyncs: Arc<AtomicU64>,
     /// Checkpoints the WAL beside the writer (none inline: nothing runs beside it).
     _checkpointer: Option<checkpoint::Checkpointer>,
 }
@@ -105,18 +109,26 @@ impl Store {
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
         let mut conn = open_connection(path, &config, false)?;
         migrations::migrate(&conn, path)?;
+        let fsyncs = Arc::new(AtomicU64::new(0));
         let (writer, checkpointer) = if config.inline {
             (Writer::Inline(Mutex::new(conn)), None)
         } else {
             // Checkpoints move off the writer's commits onto their own thread.
             let (p, c) = (path.to_path_buf(), config.clone());
-            let checkpointer = checkpoint::spawn(move || open_connection(&p, &c, false))?;
+            let checkpointer =
+                checkpoint::spawn(move || open_connection(&p, &c, false), fsyncs.clone())?;
             checkpoint::install(&mut conn, &checkpointer)?;
             // After a restart the WAL file is cut back to this many bytes.
             conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
             let restart = checkpointer.restart.clone();
             (
-                Writer::Thread(writer::spawn(conn, config.max_batch, restart)?),
+                Writer::Thread(writer::spawn(
+                    conn,
+                    config.max_batch,
+                    restart,
+                    checkpointer.durable.clone(),
+                    fsyncs.clone(),
+                )?),
                 Some(checkpointer),
             )
         };
@@ -127,6 +139,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 config,
                 writer,
+                fsyncs,
                 _checkpointer: checkpointer,
             }),
         })
@@ -134,6 +147,13 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Disk flushes (fsync) the store has asked for so far: one per durable commit
+    /// that wrote something, two per checkpoint that copied frames. None inline (the simulator's store
+    /// flushes nothing it counts).
+    pub fn fsyncs(&self) -> u64 {
+        self.inner.fsyncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` on the writer inside the current batch's transaction (in a savepoint

@@ -286,9 +286,11 @@ impl Store {
         .await
     }
 
-    /// Makes an undelivered statement due now (its followee just came online).
+    /// Makes an undelivered statement due now (its followee just came online). Not
+    /// flushed to disk: it runs at every new connection, and a crash only delays the
+    /// retry to its scheduled time.
     pub async fn outbox_retry_now(&self, followee: AuthorId) -> Result<bool> {
-        self.write(move |c| {
+        self.write_relaxed(move |c| {
             let n = c
                 .prepare_cached(
                     "UPDATE following SET next_attempt = 0

@@ -3,7 +3,7 @@
 //! transaction, one savepoint per job. Callers hear back after the commit.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -35,11 +35,19 @@ const QUEUE: usize = 4096;
 
 /// `restart`: set by the checkpointer when the WAL should start over (see
 /// `checkpoint`); the writer then restarts it between two batches.
-pub fn spawn(conn: Connection, max_batch: usize, restart: Arc<AtomicBool>) -> Result<WriterHandle> {
+/// `durable` is set while a durable batch commits (the WAL hook counts its flush);
+/// `fsyncs` counts the flushes of WAL restarts.
+pub fn spawn(
+    conn: Connection,
+    max_batch: usize,
+    restart: Arc<AtomicBool>,
+    durable: Arc<AtomicBool>,
+    fsyncs: Arc<AtomicU64>,
+) -> Result<WriterHandle> {
     let (tx, rx) = mpsc::channel(QUEUE);
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, rx, max_batch.max(1), restart))
+        .spawn(move || run(conn, rx, max_batch.max(1), restart, durable, fsyncs))
         .map_err(|_| StoreError::Closed)?;
     Ok(WriterHandle { tx })
 }
@@ -117,7 +125,14 @@ fn guarded<T>(
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize, restart: Arc<AtomicBool>) {
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    restart: Arc<AtomicBool>,
+    durable_now: Arc<AtomicBool>,
+    fsyncs: Arc<AtomicU64>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut full_sync = true; // as opened
     let mut closing: Option<oneshot::Sender<()>> = None;
@@ -143,9 +158,10 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize, restart:
                     Err(e) => tracing::warn!(error = %e, "cannot change synchronous"),
                 }
             }
+            durable_now.store(durable, Ordering::Relaxed);
             commit_batch(&conn, &mut batch);
         }
-        crate::checkpoint::restart_if_asked(&conn, &restart);
+        crate::checkpoint::restart_if_asked(&conn, &restart, &fsyncs);
     }
     // Anything queued behind the close request is refused: its sender sees Closed.
     drop(rx);

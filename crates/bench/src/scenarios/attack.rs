@@ -112,7 +112,9 @@ impl Flood {
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 if let NetEvent::Gossip { id, source, .. } = ev {
-                    let _ = n.report(id, source, MessageAcceptance::Ignore).await;
+                    let _ = n
+                        .report(vec![(id, source, MessageAcceptance::Ignore)])
+                        .await;
                 }
             }
         }));
@@ -387,6 +389,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         data,
         notes,
         plot: None,
+        more: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

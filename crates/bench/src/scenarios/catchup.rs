@@ -209,6 +209,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         }),
         notes,
         plot: None,
+        more: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -152,6 +152,7 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
         data: json!(data),
         notes,
         plot: Some(plot),
+        more: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

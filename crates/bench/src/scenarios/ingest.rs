@@ -160,6 +160,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         }),
         notes: vec!["Steps run one after the other on one task; the store's writer thread runs while the task waits for it.".into()],
         plot: None,
+        more: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -234,6 +234,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         data: serde_json::Value::Object(data),
         notes,
         plot: None,
+        more: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -10,7 +10,11 @@ use futures::StreamExt;
 use serde_json::json;
 use starling_node::NodeEvent;
 
+use starling_node::trace::{Stage, Stamp, mono_ns};
+
+use crate::breakdown::{self, Breakdown};
 use crate::cluster::{Cluster, settle_daemons, start_daemon, wait_for};
+use crate::probe::{self, MachineCpu};
 use crate::report::{ScenarioResult, Table};
 use crate::stats::{Summary, ms, summarize};
 use crate::svg;
@@ -19,6 +23,9 @@ use starling_cli::kit::Daemon;
 /// The longest wait for the start-up DHT work (announcements, bootstraps) to end
 /// before measuring: the figures are for a network at rest, not one still joining.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long the nodes' CPU time is measured at rest before the posts.
+const IDLE_PROBE: Duration = Duration::from_secs(5);
 
 /// Arrival times: (follower index, seq) -> instant.
 type Arrivals = Arc<Mutex<HashMap<(usize, u64), Instant>>>;
@@ -33,6 +40,59 @@ pub struct Run {
     /// How long the network took to finish its start-up DHT work before the
     /// measurement began (`None`: still busy at the limit; measured anyway).
     pub settled: Option<Duration>,
+    /// What the operating system and the nodes' counters said of the run.
+    pub measures: Measures,
+}
+
+/// Costs of a run, from the first post to the last delivery (or the wait's end).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Measures {
+    /// CPU time (user + system) of every node, seconds: in one process, the whole
+    /// process (the harness's own share is small: it only waits).
+    pub cpu_s: f64,
+    /// The share of the machine's cores busy meanwhile (0..=1).
+    pub utilisation: f64,
+    /// Open files per node: mean and largest (in one process: the process's
+    /// growth over its count before the nodes started, divided by the nodes).
+    pub open_files_mean: f64,
+    pub open_files_max: usize,
+    /// Post copies the followers' networks received (duplicates included), per
+    /// delivered post; and bytes of them.
+    pub copies_per_delivery: Option<f64>,
+    pub bytes_per_delivery: Option<f64>,
+    /// Durable commits (each an fsync) and checkpoints (each one or two) of every
+    /// node's store.
+    pub fsyncs: u64,
+    /// The filesystem of the data directories.
+    pub filesystem: String,
+    /// DHT queries the nodes started meanwhile, by kind (none is needed to deliver a
+    /// post).
+    pub dht_queries: std::collections::BTreeMap<String, u64>,
+    /// As processes: the share of a core each node used at rest (nothing posted),
+    /// measured just before the posts.
+    pub idle_cpu_per_node: f64,
+    pub breakdown: Option<Breakdown>,
+}
+
+impl Measures {
+    /// CPU time per delivered post, µs.
+    pub fn cpu_us_per_delivery(&self, delivered: usize) -> f64 {
+        self.cpu_s * 1e6 / delivered.max(1) as f64
+    }
+}
+
+/// Sums a counter over node statuses (JSON, as the API serves them): the node's
+/// own counters, then its network's.
+fn counter_sum(statuses: &[serde_json::Value], name: &str) -> u64 {
+    statuses
+        .iter()
+        .map(|st| {
+            st["counters"][name]
+                .as_u64()
+                .or_else(|| st["network"]["counters"][name].as_u64())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 impl Run {
@@ -43,7 +103,8 @@ impl Run {
 
 /// One process, real nodes.
 pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Result<Run> {
-    let cluster = Cluster::start(followers + 1, Duration::from_secs(24 * 3600)).await?;
+    let fds_before = probe::self_open_files();
+    let cluster = Cluster::start_traced(followers + 1, Duration::from_secs(24 * 3600)).await?;
     let author = cluster.node(0).clone();
     let author_key = author.author().to_string();
     // Everyone follows the author (by key: no handle lookup involved).
@@ -100,16 +161,27 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     .await?;
 
     tracing::info!("in-process: warm-up delivered");
+    // Only the measured posts' stamps count.
+    for i in 0..=followers {
+        cluster.node(i).take_trace();
+    }
+    let before = statuses_in(&cluster, followers).await?;
+    let (cpu0, machine0) = (probe::self_cpu_secs(), MachineCpu::now());
+    let mut fds_peak = probe::self_open_files();
     let mut sent: HashMap<u64, Instant> = HashMap::new();
     let period = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
     for k in 0..posts {
         tokio::time::sleep_until((start + period * k as u32).into()).await;
-        let t0 = Instant::now();
+        let (t0, api) = (Instant::now(), mono_ns());
         let p = author
             .post(&format!("post {k} of the propagation benchmark"))
             .await?;
+        author.stamp(p.seq, Stage::Api, api);
         sent.insert(p.seq, t0);
+        if k % 16 == 0 {
+            fds_peak = fds_peak.max(probe::self_open_files());
+        }
     }
     let expected = followers * posts;
     let _ = wait_for(Duration::from_secs(30), "every post everywhere", || async {
@@ -125,6 +197,15 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     })
     .await;
     tracing::info!("in-process: posts delivered");
+    let (cpu_s, utilisation) = (
+        probe::self_cpu_secs() - cpu0,
+        machine0.utilisation_until(&MachineCpu::now()),
+    );
+    let after = statuses_in(&cluster, followers).await?;
+    let author_stamps = breakdown::by_seq(&author.take_trace());
+    let follower_stamps: Vec<_> = (1..=followers)
+        .map(|i| breakdown::by_seq(&cluster.node(i).take_trace()))
+        .collect();
     let a = arrivals.lock().unwrap().clone();
     let mut latencies = Vec::with_capacity(expected);
     for (seq, t0) in &sent {
@@ -142,6 +223,19 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
     for l in listeners {
         l.abort();
     }
+    let nodes = followers + 1;
+    let measures = Measures {
+        cpu_s,
+        utilisation,
+        open_files_mean: fds_peak.saturating_sub(fds_before) as f64 / nodes as f64,
+        open_files_max: 0,
+        filesystem: probe::filesystem_of(cluster.root()),
+        ..counted(&before, &after, latencies.len())
+    };
+    let measures = Measures {
+        breakdown: Some(breakdown::compute(&author_stamps, &follower_stamps)),
+        ..measures
+    };
     cluster.shutdown().await;
     Ok(Run {
         label: format!("in-process, F={followers}"),
@@ -151,8 +245,53 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
         latencies_ms: latencies,
         duplicates,
         settled,
+        measures,
     })
 }
+
+/// Every member's status as the API would serve it (JSON), author first.
+async fn statuses_in(
+    cluster: &Cluster,
+    followers: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::with_capacity(followers + 1);
+    for i in 0..=followers {
+        out.push(serde_json::to_value(cluster.node(i).status().await?)?);
+    }
+    Ok(out)
+}
+
+/// The counted measures between two sets of statuses (copies, bytes, fsyncs).
+fn counted(
+    before: &[serde_json::Value],
+    after: &[serde_json::Value],
+    delivered: usize,
+) -> Measures {
+    let delta = |name: &str| counter_sum(after, name).saturating_sub(counter_sum(before, name));
+    let per = |n: u64| (n > 0).then(|| n as f64 / delivered.max(1) as f64);
+    Measures {
+        copies_per_delivery: per(delta(COPIES)),
+        bytes_per_delivery: per(delta(COPY_BYTES)),
+        fsyncs: delta("store.fsyncs"),
+        dht_queries: [
+            "dht_get_record",
+            "dht_put_record",
+            "dht_start_providing",
+            "dht_get_providers",
+            "dht_find_peer",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), delta(k)))
+        .filter(|(_, n)| *n > 0)
+        .collect(),
+        ..Measures::default()
+    }
+}
+
+/// The nodes' counters of post copies received by push (duplicates included), and
+/// of their bytes.
+const COPIES: &str = "gossip_copies_received";
+const COPY_BYTES: &str = "gossip_copy_bytes_received";
 
 /// What a run as processes measured besides latency.
 pub struct Extras {
@@ -182,12 +321,13 @@ pub async fn processes_with(
     let root = tempfile::Builder::new()
         .prefix("starling-bench-procs-")
         .tempdir()?;
-    let author = start_daemon(root.path(), "author", &[]).await?;
+    let traced = "--trace-latency".to_string();
+    let author = start_daemon(root.path(), "author", std::slice::from_ref(&traced)).await?;
     let boot = author.bootstrap_addr().await?;
     let mut procs = Vec::new();
     for chunk in (0..followers).collect::<Vec<_>>().chunks(10) {
         let started = futures::future::join_all(chunk.iter().map(|i| {
-            let extra = vec!["--bootstrap".to_string(), boot.clone()];
+            let extra = vec!["--bootstrap".to_string(), boot.clone(), traced.clone()];
             let root = root.path().to_path_buf();
             async move { start_daemon(&root, &format!("f{i:03}"), &extra).await }
         }))
@@ -262,7 +402,23 @@ pub async fn processes_with(
     for d in &all {
         targets.push(d.bootstrap_addr().await?);
     }
-    let cpu_before: u64 = all.iter().map(|d| cpu_ticks(d.pid())).sum();
+    for d in &all {
+        d.get("/trace").await?;
+    }
+    let mut before = Vec::new();
+    for d in &all {
+        before.push(d.get("/status").await?);
+    }
+    let cpu_of = |all: &[&Daemon]| -> f64 {
+        all.iter()
+            .map(|d| probe::cpu_secs(d.pid()).unwrap_or(0.0))
+            .sum()
+    };
+    // At rest first: what the nodes spend with nothing to deliver.
+    let idle0 = cpu_of(&all);
+    tokio::time::sleep(IDLE_PROBE).await;
+    let idle_cpu_s = cpu_of(&all) - idle0;
+    let (cpu_before, machine0) = (cpu_of(&all), MachineCpu::now());
     let flood = if attack {
         Some(super::attack::Flood::start(&targets, author_key.parse()?).await?)
     } else {
@@ -291,8 +447,12 @@ pub async fn processes_with(
             >= expected
     })
     .await;
-    let cpu_s =
-        (all.iter().map(|d| cpu_ticks(d.pid())).sum::<u64>() - cpu_before) as f64 / TICKS_PER_SEC;
+    let cpu_s = cpu_of(&all) - cpu_before;
+    let utilisation = machine0.utilisation_until(&MachineCpu::now());
+    let fds: Vec<usize> = all
+        .iter()
+        .map(|d| probe::open_files(d.pid()).unwrap_or(0))
+        .collect();
     let flood = match flood {
         Some(f) => Some(f.stop().await),
         None => None,
@@ -311,6 +471,12 @@ pub async fn processes_with(
         ));
         statuses.push((name, d.get("/status").await?));
     }
+    let author_stamps = breakdown::by_seq(&stamps_of(&author).await?);
+    let mut follower_stamps = Vec::new();
+    for p in &procs {
+        follower_stamps.push(breakdown::by_seq(&stamps_of(p).await?));
+    }
+    let all_len = all.len();
     drop(all);
     let a = arrivals.lock().unwrap().clone();
     let mut latencies = Vec::new();
@@ -337,6 +503,17 @@ pub async fn processes_with(
             .map(Daemon::stop),
     )
     .await;
+    let after: Vec<serde_json::Value> = statuses.iter().map(|(_, v)| v.clone()).collect();
+    let measures = Measures {
+        cpu_s,
+        utilisation,
+        open_files_mean: fds.iter().sum::<usize>() as f64 / fds.len().max(1) as f64,
+        open_files_max: fds.iter().copied().max().unwrap_or(0),
+        filesystem: probe::filesystem_of(root.path()),
+        idle_cpu_per_node: idle_cpu_s / IDLE_PROBE.as_secs_f64() / all_len as f64,
+        breakdown: Some(breakdown::compute(&author_stamps, &follower_stamps)),
+        ..counted(&before, &after, latencies.len())
+    };
     let run = Run {
         label: format!("processes, F={followers}"),
         followers,
@@ -345,6 +522,7 @@ pub async fn processes_with(
         latencies_ms: latencies,
         duplicates,
         settled,
+        measures,
     };
     let extras = Extras {
         rss_kib,
@@ -355,33 +533,22 @@ pub async fn processes_with(
     Ok((run, extras))
 }
 
-/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`: 100 on
-/// Linux everywhere this runs).
-const TICKS_PER_SEC: f64 = 100.0;
-
-/// CPU time a process has used (user + system), in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
+/// The stage stamps a daemon kept (`/api/v1/trace`), taken.
+async fn stamps_of(d: &Daemon) -> anyhow::Result<Vec<Stamp>> {
+    Ok(serde_json::from_value(d.get("/trace").await?)?)
 }
 
 pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<ScenarioResult> {
     let started = Instant::now();
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
-    for &f in &sizes.prop_followers {
+    for &f in sizes.prop_followers.iter().filter(|&&f| f > 0) {
         match in_process(f, sizes.prop_posts, sizes.prop_rate).await {
             Ok(r) => runs.push(r),
             Err(e) => skipped.push(format!("in-process F={f} did not complete: {e:#}")),
         }
     }
-    for &f in &sizes.prop_proc_followers {
+    for &f in sizes.prop_proc_followers.iter().filter(|&&f| f > 0) {
         match processes(f, sizes.prop_posts, sizes.prop_rate).await {
             Ok(r) => runs.push(r),
             Err(e) => skipped.push(format!("processes F={f} did not complete: {e:#}")),
@@ -395,12 +562,18 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
         "p99 ms",
         "max ms",
         "delivered",
-        "duplicates stored",
+        "copies / delivery",
+        "CPU µs / delivery",
+        "open files / node",
+        "machine busy",
         "settled after",
     ]);
     let mut data = Vec::new();
+    let mut more = Vec::new();
+    let mut idle_notes = Vec::new();
     for r in &runs {
         let s: Summary = summarize(&r.latencies_ms);
+        let m = &r.measures;
         table.row(vec![
             r.label.clone(),
             format!("{} at {}/s", r.posts, sizes.prop_rate),
@@ -409,20 +582,85 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
             ms(s.p99),
             ms(s.max),
             format!("{:.2}%", r.ratio() * 100.0),
-            r.duplicates.to_string(),
+            m.copies_per_delivery
+                .map_or_else(|| "-".into(), |c| format!("{c:.2}")),
+            format!("{:.0}", m.cpu_us_per_delivery(r.delivered)),
+            if m.open_files_max > 0 {
+                format!("{:.0} (max {})", m.open_files_mean, m.open_files_max)
+            } else {
+                format!("{:.0}", m.open_files_mean)
+            },
+            format!(
+                "{:.0}%{}",
+                m.utilisation * 100.0,
+                if m.utilisation > probe::BUSY_MACHINE {
+                    " (over 70%: latencies include waiting for a core)"
+                } else {
+                    ""
+                }
+            ),
             r.settled.map_or_else(
                 || format!("busy at {} s", SETTLE_LIMIT.as_secs()),
                 |d| format!("{:.1} s", d.as_secs_f64()),
             ),
         ]);
+        if let Some(b) = &m.breakdown {
+            let mut t = Table::new(&["step", "p50 ms", "p99 ms", "mean in the slowest 1%, ms"]);
+            for st in &b.steps {
+                t.row(vec![
+                    st.step.clone(),
+                    ms(st.p50_ms),
+                    ms(st.p99_ms),
+                    ms(st.slowest_mean_ms),
+                ]);
+            }
+            let dominant = b.dominant.as_ref().map_or_else(
+                || "no delivery fully stamped".to_string(),
+                |(step, wins, of)| {
+                    format!("the longest step in {wins} of the slowest {of} deliveries: {step}")
+                },
+            );
+            more.push((
+                format!(
+                    "Where the time goes, {} ({} deliveries stamped at every stage; {}):",
+                    r.label, b.deliveries, dominant
+                ),
+                t,
+            ));
+        }
+        if !m.dht_queries.is_empty() {
+            idle_notes.push(format!(
+                "{}: DHT queries started by the nodes while posts were delivered: {:?}; fsyncs: {}.",
+                r.label, m.dht_queries, m.fsyncs
+            ));
+        }
+        if m.idle_cpu_per_node > 0.0 {
+            idle_notes.push(format!(
+                "{}: at rest, each node used {:.2}% of a core.",
+                r.label,
+                m.idle_cpu_per_node * 100.0
+            ));
+        }
         data.push(json!({
             "setup": r.label, "followers": r.followers, "posts": r.posts, "rate_per_s": sizes.prop_rate,
             "latency_ms": s, "delivered": r.delivered, "expected": r.followers * r.posts,
             "delivery_ratio": r.ratio(), "duplicates_stored": r.duplicates,
             "settled_s": r.settled.map(|d| d.as_secs_f64()),
+            "cpu_us_per_delivery": m.cpu_us_per_delivery(r.delivered),
+            "measures": m,
         }));
     }
     let mut notes = skipped;
+    notes.extend(idle_notes);
+    if let Some(r) = runs.first() {
+        notes.push(format!(
+            "Data directories on {}; CPU is user + system time of every node from the \
+             first post to the last delivery, divided by the deliveries; copies are post \
+             copies the followers' networks took in, duplicates included; machine busy is \
+             the share of all cores in use meanwhile, whoever used them.",
+            r.measures.filesystem
+        ));
+    }
     let in_proc: Vec<&Run> = runs
         .iter()
         .filter(|r| r.label.starts_with("in-process"))
@@ -463,6 +701,7 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
         data: json!(data),
         notes,
         plot: Some(plot),
+        more,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -129,6 +129,7 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
             sign_s, fill_s
         )],
         plot: Some(plot),
+        more: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -52,7 +52,9 @@ impl Mallory {
                         let _ = net2.respond_social(channel, SocialResponse::Accepted).await;
                     }
                     NetEvent::Gossip { id, source, .. } => {
-                        let _ = net2.report(id, source, MessageAcceptance::Ignore).await;
+                        let _ = net2
+                            .report(vec![(id, source, MessageAcceptance::Ignore)])
+                            .await;
                     }
                     _ => {}
                 }

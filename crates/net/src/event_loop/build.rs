@@ -17,8 +17,13 @@ use crate::behaviour::Behaviour;
 use crate::records;
 use crate::{NetConfig, NetError};
 
-/// The swarm with TCP (Noise, Yamux) and QUIC, and our behaviour.
-pub(super) fn swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+/// The swarm with TCP (Noise, Yamux) and QUIC, and our behaviour, whose gossipsub
+/// records its counters into `registry`.
+pub(super) fn swarm(
+    identity: &Identity,
+    config: &NetConfig,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: String| NetError::Setup(e);
     Ok(
         libp2p::SwarmBuilder::with_existing_identity(identity.to_libp2p())
@@ -30,7 +35,7 @@ pub(super) fn swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beh
             )
             .map_err(|e| setup(e.to_string()))?
             .with_quic()
-            .with_behaviour(|key| Behaviour::new(key, config))
+            .with_behaviour(|key| Behaviour::with_registry(key, config, registry))
             .map_err(|e| setup(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
             .build(),

@@ -12,6 +12,10 @@ use super::Counters;
 use crate::behaviour::Behaviour;
 use crate::protocol::{IDENTIFY_VERSION, KAD_PROTOCOL, topic_author};
 
+/// Peers of a followed author's topic kept connected beyond the gossip mesh: the
+/// candidates gossipsub grafts from when a mesh peer leaves.
+const SPARE_TOPIC_PEERS: usize = 2;
+
 pub(super) struct Connections {
     /// The peers dialed at start; reaching the first of them starts a DHT bootstrap.
     bootstrap_peers: HashSet<PeerId>,
@@ -115,25 +119,37 @@ impl Connections {
 
     /// Closes connections that serve no purpose any more. Gossipsub keeps a stream
     /// open on every connection, so without this a small network ends up all-to-all
-    /// (every DHT query leaves connections behind). Kept: gossip mesh peers, peers
-    /// sharing one of our feed topics (followers and co-followers), the authors we
-    /// follow, `busy` peers (we are waiting on them), and anything active within the
-    /// idle timeout.
+    /// (every DHT query leaves connections behind, and the followers of one author
+    /// would all stay connected to each other). Kept: gossip mesh peers, our
+    /// followers (subscribed to our own feed topic), the authors we follow, a few
+    /// spare peers per followed topic (candidates when the mesh needs new members),
+    /// `busy` peers (we are waiting on them), and anything active within the idle
+    /// timeout.
     pub(super) fn prune(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
         counters: &mut Counters,
+        own_topic: &TopicHash,
         busy: impl IntoIterator<Item = PeerId>,
     ) {
         let now = Instant::now();
         let gs = &swarm.behaviour().gossipsub;
         let ours: HashSet<_> = gs.topics().cloned().collect();
         let mut keep: HashSet<PeerId> = gs.all_mesh_peers().copied().collect();
-        keep.extend(
-            gs.all_peers()
-                .filter(|(_, topics)| topics.iter().any(|t| ours.contains(*t)))
-                .map(|(p, _)| *p),
-        );
+        let mut spares: HashMap<&TopicHash, usize> = HashMap::new();
+        for (p, topics) in gs.all_peers() {
+            if topics.contains(&own_topic) {
+                keep.insert(*p);
+                continue;
+            }
+            for t in topics.iter().filter(|t| ours.contains(**t)) {
+                let n = spares.entry(*t).or_default();
+                if *n < SPARE_TOPIC_PEERS {
+                    *n += 1;
+                    keep.insert(*p);
+                }
+            }
+        }
         keep.extend(
             ours.iter()
                 .filter_map(|t| topic_author(t.as_str()))

@@ -80,6 +80,7 @@ impl EventLoop {
             source: propagation_source,
             topic_author,
             data: message.data,
+            received_ns: crate::mono_ns(),
         };
         if let Some(NetEvent::Gossip { id, source, .. }) = self.emit(ev) {
             // The node is overloaded: neither forward nor penalise.

@@ -74,6 +74,27 @@ pub(crate) struct EventLoop {
     own_topic: libp2p::gossipsub::TopicHash,
     /// Connections that followers alone may hold (see `Connections::admit_follower`).
     follower_slots: usize,
+    /// libp2p's own counters (gossipsub's).
+    registry: prometheus_client::registry::Registry,
+}
+
+/// Gossip messages received (duplicates included) and their bytes, summed over
+/// topics, from gossipsub's own counters.
+fn gossip_received(registry: &prometheus_client::registry::Registry) -> (u64, u64) {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+        return (0, 0);
+    }
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    (
+        sum("gossipsub_topic_msg_recv_counts_unfiltered_total"),
+        sum("gossipsub_topic_msg_recv_bytes_unfiltered_total"),
+    )
 }
 
 impl EventLoop {
@@ -83,7 +104,8 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetEvent>,
     ) -> Result<Self, NetError> {
-        let mut swarm = build::swarm(identity, config)?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut swarm = build::swarm(identity, config, &mut registry)?;
         build::listen(&mut swarm, &config.listen).await?;
         build::load_records(&mut swarm, &config.initial_records);
         let bootstrap_peers = build::dial_bootstrap(&mut swarm, &config.bootstrap)?;
@@ -98,6 +120,7 @@ impl EventLoop {
             write_budget: kad::WriteBudget::default(),
             own_topic: crate::protocol::feed_topic(&identity.author()).hash(),
             follower_slots: (config.max_connections as usize * 3 / 4).max(1),
+            registry,
         })
     }
 
@@ -117,7 +140,8 @@ impl EventLoop {
                 _ = housekeeping.tick() => {
                     let (swarm, counters) = (&mut self.swarm, &mut self.counters);
                     self.connections.lift_bans(swarm);
-                    self.connections.prune(swarm, counters, self.requests.peers());
+                    let own = &self.own_topic;
+                    self.connections.prune(swarm, counters, own, self.requests.peers());
                     self.sweep_store();
                 }
             }
@@ -177,20 +201,23 @@ impl EventLoop {
             } => {
                 let _ = reply.send(self.publish(author, data));
             }
-            Command::Report {
-                id,
-                source,
-                acceptance,
-            } => self.report(id, source, acceptance),
+            Command::Report { verdicts } => {
+                for (id, source, acceptance) in verdicts {
+                    self.report(id, source, acceptance);
+                }
+            }
             Command::GetRecord { key, mode, reply } => {
+                self.counters.add("dht_get_record");
                 let kad = &mut swarm.behaviour_mut().kad;
                 self.queries.get_record(kad, key, mode, reply);
             }
             Command::PutRecord { key, value, reply } => {
+                self.counters.add("dht_put_record");
                 let kad = &mut swarm.behaviour_mut().kad;
                 self.queries.put_record(kad, key, value, reply);
             }
             Command::StartProviding { key, reply } => {
+                self.counters.add("dht_start_providing");
                 let kad = &mut swarm.behaviour_mut().kad;
                 self.queries.start_providing(kad, key, reply);
             }
@@ -199,10 +226,12 @@ impl EventLoop {
                 kad.stop_providing(&RecordKey::new(&key));
             }
             Command::Providers { key, reply } => {
+                self.counters.add("dht_get_providers");
                 let kad = &mut swarm.behaviour_mut().kad;
                 self.queries.providers(kad, key, reply);
             }
             Command::FindPeer { peer, reply } => {
+                self.counters.add("dht_find_peer");
                 let kad = &mut swarm.behaviour_mut().kad;
                 self.queries.find_peer(kad, peer, Some(reply));
             }
@@ -252,6 +281,9 @@ impl EventLoop {
         let store = kad.store_mut();
         counters.insert("dht_records_held".into(), store.record_count() as u64);
         counters.insert("dht_providers_held".into(), store.provider_count() as u64);
+        let (copies, bytes) = gossip_received(&self.registry);
+        counters.insert("gossip_copies_received".into(), copies);
+        counters.insert("gossip_copy_bytes_received".into(), bytes);
         let gate = &self.swarm.behaviour().ip_gate;
         let t = gate.tally();
         for (name, n) in [
