@@ -304,13 +304,14 @@ impl Online {
                 .filter(|p| p.author == author)
                 .map(|p| p.seq)
                 .max();
+            let page_at = starling_net::mono_ns();
             let arrivals = posts
                 .into_iter()
                 .map(|b| Arrival {
                     bytes: b.into_vec(),
                     channel: Channel::Sync(author),
                     from: peer,
-                    received_ns: 0,
+                    received_ns: page_at,
                 })
                 .collect();
             answered = answered.max(page_max);
