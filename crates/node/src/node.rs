@@ -501,8 +501,10 @@ impl Node {
         // On disk: now push it to online followers. Nobody online is fine: they pull.
         if let Some(online) = &self.online {
             online.push_own(&post).await;
-            s.trace
-                .stamp(s.me, post.seq, Stage::Sent, starling_net::mono_ns());
+            if s.trace.on() {
+                s.trace
+                    .stamp(s.me, post.seq, Stage::Sent, starling_net::mono_ns());
+            }
         }
         let view = s.view(&post);
         s.announce(NodeEvent::Post(view.clone()));

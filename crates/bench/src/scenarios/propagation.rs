@@ -230,11 +230,8 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
         open_files_mean: fds_peak.saturating_sub(fds_before) as f64 / nodes as f64,
         open_files_max: 0,
         filesystem: probe::filesystem_of(cluster.root()),
-        ..counted(&before, &after, latencies.len())
-    };
-    let measures = Measures {
         breakdown: Some(breakdown::compute(&author_stamps, &follower_stamps)),
-        ..measures
+        ..counted(&before, &after, latencies.len())
     };
     cluster.shutdown().await;
     Ok(Run {
