@@ -110,21 +110,21 @@ impl Behaviour {
             .max_transmit_size(MAX_GOSSIP_BYTES)
             .heartbeat_initial_delay(Duration::from_millis(100))
             .heartbeat_interval(Duration::from_secs(1))
-            // An author's posts already go straight to every follower it is connected
-            // to (flood publishing); a thinner mesh than the default 6 still covers
-            // the rest and halves the duplicate copies every node receives and drops.
-            .mesh_n(3)
-            .mesh_n_low(2)
-            .mesh_n_high(6)
-            .mesh_outbound_min(1)
+            // No mesh: an author's posts go straight to every follower it is connected
+            // to (flood publishing), one copy each, and followers forward nothing
+            // eagerly. With a mesh (degree 3, IDONTWANT at every size) each follower
+            // still took in 3.6-3.8 copies of every post, because mesh forwarding beat
+            // the IDONTWANT notices; without it, 1.0, and CPU per delivery fell by a
+            // fifth to a third (BENCHMARKS.md). A follower the author is not connected
+            // to (over the follower slots) learns of each post by gossip (IHAVE, every
+            // heartbeat, from up to 3 connected peers of the topic that validated it)
+            // and fetches it (IWANT), or gets it by catch-up.
+            .mesh_n(0)
+            .mesh_n_low(0)
+            .mesh_n_high(0)
+            .mesh_outbound_min(0)
             .gossip_lazy(3)
             .gossip_factor(0.1)
-            // Posts are ~250 bytes, under gossipsub's default IDONTWANT threshold of
-            // 1 KB: without this a follower that got a post from its author still gets
-            // it again from each mesh peer forwarding it. With it, the first copy sent
-            // (or received) is announced to the mesh, and the mesh peers skip us.
-            .idontwant_message_size_threshold(0)
-            .idontwant_on_publish(true)
             .duplicate_cache_time(Duration::from_secs(120))
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;

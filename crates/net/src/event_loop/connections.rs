@@ -12,8 +12,8 @@ use super::Counters;
 use crate::behaviour::Behaviour;
 use crate::protocol::{IDENTIFY_VERSION, KAD_PROTOCOL, topic_author};
 
-/// Peers of a followed author's topic kept connected beyond the gossip mesh: the
-/// candidates gossipsub grafts from when a mesh peer leaves.
+/// Peers of a followed author's topic kept connected besides the author: they tell
+/// us (IHAVE) of posts the author could not send us directly.
 const SPARE_TOPIC_PEERS: usize = 2;
 
 pub(super) struct Connections {
@@ -90,8 +90,8 @@ impl Connections {
     /// connected (pruning spares them) so, unchecked, they could take every connection
     /// slot and leave none for the authors we follow, the DHT and catch-up. Beyond
     /// `slots` followers, one that is nothing else to us is disconnected (counted:
-    /// `followers_over_slots`); it still gets our posts through the mesh that our
-    /// followers form among themselves, and by catch-up.
+    /// `followers_over_slots`); it still learns of our posts from the followers it is
+    /// connected to (gossip's IHAVE), and gets them by catch-up.
     pub(super) fn admit_follower(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -120,9 +120,9 @@ impl Connections {
     /// Closes connections that serve no purpose any more. Gossipsub keeps a stream
     /// open on every connection, so without this a small network ends up all-to-all
     /// (every DHT query leaves connections behind, and the followers of one author
-    /// would all stay connected to each other). Kept: gossip mesh peers, our
-    /// followers (subscribed to our own feed topic), the authors we follow, a few
-    /// spare peers per followed topic (candidates when the mesh needs new members),
+    /// would all stay connected to each other). Kept: our followers (subscribed to
+    /// our own feed topic), the authors we follow, a few spare peers per followed
+    /// topic (they announce posts the author could not send us),
     /// `busy` peers (we are waiting on them), and anything active within the idle
     /// timeout.
     pub(super) fn prune(
@@ -135,7 +135,7 @@ impl Connections {
         let now = Instant::now();
         let gs = &swarm.behaviour().gossipsub;
         let ours: HashSet<_> = gs.topics().cloned().collect();
-        let mut keep: HashSet<PeerId> = gs.all_mesh_peers().copied().collect();
+        let mut keep: HashSet<PeerId> = HashSet::new();
         let mut spares: HashMap<&TopicHash, usize> = HashMap::new();
         for (p, topics) in gs.all_peers() {
             if topics.contains(&own_topic) {
