@@ -98,15 +98,25 @@ fn quick_profile_runs_every_scenario_with_consistent_counts() {
     let c = scenario("catchup");
     assert_eq!(c["from_author"]["posts"], c["missed_posts"]);
     assert_eq!(c["from_followers"]["posts"], c["missed_posts"]);
-    // Churn: fractions are fractions.
+    // Churn: both phases ran, fractions are fractions; the follows were timed.
     let churn = scenario("churn");
-    for w in ["5 s", "60 s"] {
-        for f in churn[w]["fractions"].as_array().unwrap() {
-            let f = f.as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&f));
+    for phase in ["pareto", "fixed_offline"] {
+        for w in ["5 s", "60 s"] {
+            for f in churn[phase][w]["fractions"].as_array().unwrap() {
+                let f = f.as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&f));
+            }
         }
+        assert!(
+            churn[phase]["sessions_started"].as_u64().unwrap() > 0,
+            "{churn}"
+        );
     }
+    let offline = churn["fixed_offline"]["offline_mean"].as_f64().unwrap();
+    assert!((0.2..=0.4).contains(&offline), "{offline}");
     assert!(churn["posts"].as_u64().unwrap() > 0);
+    assert!(churn["follow_statements"].as_u64().unwrap() > 0);
+    assert!(churn["follows_acknowledged_secs"].as_f64().unwrap() > 0.0);
     // Ingest and timeline: everything stored was counted.
     let ingest = scenario("ingest");
     assert_eq!(ingest["stored"], ingest["posts"]);

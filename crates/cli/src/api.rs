@@ -93,6 +93,7 @@ pub fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(archive))
         .routes(routes!(repost))
         .routes(routes!(follow))
+        .routes(routes!(follow_many))
         .routes(routes!(unfollow))
         .routes(routes!(followers))
         .routes(routes!(following))
@@ -141,7 +142,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, for programs: `body_too_long`, `unauthorized`, `handle_taken`, ...
     pub code: String,
@@ -246,6 +247,7 @@ impl From<NodeError> for ApiError {
             NodeError::HandleTaken { .. } => Self::new(StatusCode::CONFLICT, "handle_taken", msg),
             NodeError::KeyChanged { .. } => Self::new(StatusCode::CONFLICT, "key_changed", msg),
             NodeError::SelfFollow => unprocessable("self_follow"),
+            NodeError::TooManyTargets { .. } => unprocessable("too_many_targets"),
             NodeError::NotFollowing(_) => Self::new(StatusCode::NOT_FOUND, "not_following", msg),
             NodeError::HandleUnconfirmed { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "handle_unconfirmed", msg)
@@ -546,6 +548,60 @@ async fn follow(
     ApiJson(t): ApiJson<Target>,
 ) -> ApiResult<Json<FollowView>> {
     Ok(Json(st.node.follow(&t.target).await?))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Targets {
+    /// Handles (`alice`, `@alice`) or keys (`12D3KooW...`), at most 256.
+    #[schema(example = json!(["alice", "bob"]), max_items = 256)]
+    pub targets: Vec<String>,
+}
+
+/// The outcome of following one target of a batch: `followed`, or `error`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FollowOutcome {
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub followed: Option<FollowView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// Follows several users at once (at most 256), as `/follow` does each: their
+/// statements are stored in one transaction and delivered together. One outcome per
+/// target, in order; one target failing does not stop the others.
+#[utoipa::path(post, path = "/follow/many", tag = "people", request_body = Targets,
+    responses((status = 200, body = Vec<FollowOutcome>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn follow_many(
+    State(st): State<ApiState>,
+    ApiJson(t): ApiJson<Targets>,
+) -> ApiResult<Json<Vec<FollowOutcome>>> {
+    let results = st.node.follow_many(&t.targets).await?;
+    let outcomes = t
+        .targets
+        .into_iter()
+        .zip(results)
+        .map(|(target, r)| match r {
+            Ok(view) => FollowOutcome {
+                target,
+                followed: Some(view),
+                error: None,
+            },
+            Err(e) => {
+                let e = ApiError::from(e);
+                FollowOutcome {
+                    target,
+                    followed: None,
+                    error: Some(ErrorDetail {
+                        code: e.code.to_string(),
+                        message: e.message,
+                    }),
+                }
+            }
+        })
+        .collect();
+    Ok(Json(outcomes))
 }
 
 /// Stops following a user.

@@ -53,9 +53,13 @@ pub enum Command {
         /// The archived post's number (as shown by `starling archive`).
         seq: u64,
     },
-    /// Follow a user, by handle (`alice` or `@alice`) or key (`12D3KooW...`). Works
-    /// while they are offline.
-    Follow { target: String },
+    /// Follow users, by handle (`alice` or `@alice`) or key (`12D3KooW...`). Works
+    /// while they are offline. Several at once (at most 256) are stored and
+    /// delivered together.
+    Follow {
+        #[arg(required = true, num_args = 1..=256)]
+        targets: Vec<String>,
+    },
     /// Stop following a user.
     Unfollow { target: String },
     /// Who follows you.

@@ -223,7 +223,30 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
                 .await?;
             print(json, &p, |p| format!("Reposted #{seq} as #{}", p.seq))
         }
-        Command::Follow { target } => {
+        Command::Follow { targets } if targets.len() > 1 => {
+            let client = Client::for_profile(&dir)?;
+            let outcomes: Vec<api::FollowOutcome> = client
+                .post("/follow/many", &api::Targets { targets })
+                .await?;
+            let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+            print(json, &outcomes, |list| {
+                list.iter()
+                    .map(|o| match (&o.followed, &o.error) {
+                        (Some(f), _) => format!("Following {}.", output::who_follow(f)),
+                        (None, Some(e)) => format!("Not following {}: {}", o.target, e.message),
+                        (None, None) => format!("Not following {}.", o.target),
+                    })
+                    .chain(["They will be told as soon as they are reachable.".to_string()])
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} follows failed", outcomes.len());
+            }
+            Ok(())
+        }
+        Command::Follow { mut targets } => {
+            let target = targets.pop().expect("clap requires one");
             let client = Client::for_profile(&dir)?;
             let f: FollowView = client.post("/follow", &Target { target }).await?;
             print(json, &f, |f| {

@@ -25,6 +25,11 @@ use crate::view::FollowView;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Outbox deliveries at once.
 const OUTBOX_PARALLEL: usize = 8;
+/// Most targets in one batch of follows.
+pub const MAX_FOLLOW_BATCH: usize = 256;
+/// New followees set up at once in the background (provider record, first
+/// catch-up, handle): a batch of follows must not start hundreds of DHT queries.
+const SETUP_PARALLEL: usize = 4;
 /// Providers of our feed asked for their statement per discovery round.
 const DISCOVER_PER_ROUND: usize = 64;
 
@@ -110,31 +115,87 @@ impl Online {
         self: &std::sync::Arc<Self>,
         target: &str,
     ) -> Result<FollowView, NodeError> {
+        self.follow_many(&[target.to_string()])
+            .await?
+            .pop()
+            .expect("one result per target")
+    }
+
+    /// Follows several users at once, one result per target (in order): handles are
+    /// resolved concurrently, the statements are stored in one transaction (one
+    /// flush to disk) and handed to the outbox together; announcing each feed and the
+    /// first catch-up run in the background, a few at a time.
+    pub(crate) async fn follow_many(
+        self: &std::sync::Arc<Self>,
+        targets: &[String],
+    ) -> Result<Vec<Result<FollowView, NodeError>>, NodeError> {
         let s = &self.shared;
-        let (key, handle) = self.target(target).await?;
-        if key == s.me {
-            return Err(NodeError::SelfFollow);
+        if targets.len() > MAX_FOLLOW_BATCH {
+            return Err(NodeError::TooManyTargets {
+                given: targets.len(),
+                max: MAX_FOLLOW_BATCH,
+            });
         }
-        let statement = self.sign_follow(key, true)?;
-        let since = statement.ts.millis();
-        s.store
-            .put_following(statement, handle.clone(), s.clock.now_ms())
-            .await?;
-        s.follows.set(key, true);
-        self.net.subscribe(key).await?;
+        let resolved = futures::future::join_all(targets.iter().map(|t| self.target(t))).await;
+        let mut results: Vec<Result<FollowView, NodeError>> = Vec::with_capacity(targets.len());
+        let mut batch = Vec::new();
+        // Where each statement's result goes.
+        let mut slots = Vec::new();
+        for r in resolved {
+            let r = r.and_then(|(key, handle)| {
+                if key == s.me {
+                    return Err(NodeError::SelfFollow);
+                }
+                Ok((self.sign_follow(key, true)?, handle))
+            });
+            match r {
+                Ok((statement, handle)) => {
+                    slots.push(results.len());
+                    results.push(Err(NodeError::Offline)); // replaced below
+                    batch.push((statement, handle));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if batch.is_empty() {
+            return Ok(results);
+        }
+        let now = s.clock.now_ms();
+        s.store.put_followings(batch.clone(), now).await?;
+        let mut setups = Vec::with_capacity(batch.len());
+        for ((statement, handle), slot) in batch.into_iter().zip(slots) {
+            let key = statement.followee;
+            s.follows.set(key, true);
+            self.net.subscribe(key).await?;
+            results[slot] = Ok(FollowView::new(
+                key,
+                s.name_of(&key),
+                statement.ts.millis(),
+                true,
+            ));
+            setups.push((key, handle.is_none()));
+        }
         s.follows.kick();
         // Announce and catch up in the background: neither may block the user.
         let online = self.clone();
         s.tasks.spawn(async move {
-            if let Err(e) = online.net.start_providing(feed_key(&key)).await {
-                tracing::debug!(error = %e, "provider record not announced yet");
-            }
-            online.catch_up(key, None).await;
-            if handle.is_none() {
-                online.learn_handle(key).await;
-            }
+            use futures::StreamExt;
+            futures::stream::iter(setups)
+                .for_each_concurrent(SETUP_PARALLEL, |(key, learn)| {
+                    let online = online.clone();
+                    async move {
+                        if let Err(e) = online.net.start_providing(feed_key(&key)).await {
+                            tracing::debug!(error = %e, "provider record not announced yet");
+                        }
+                        online.catch_up(key, None).await;
+                        if learn {
+                            online.learn_handle(key).await;
+                        }
+                    }
+                })
+                .await;
         });
-        Ok(FollowView::new(key, s.name_of(&key), since, true))
+        Ok(results)
     }
 
     /// Unfollows: a signed unfollow statement (delivered like a follow), no more

@@ -40,6 +40,7 @@ mod tasks;
 pub mod trace;
 pub mod view;
 
+pub use follows::MAX_FOLLOW_BATCH;
 pub use node::{Node, NodeConfig, NodeError, NodeEvent};
 pub use profile::{Endpoint, Profile, ProfileDir, ProfileError};
 pub use starling_core::{AuthorId, PostError};

@@ -107,6 +107,8 @@ pub enum NodeError {
     },
     #[error("you cannot follow yourself")]
     SelfFollow,
+    #[error("{given} users in one batch of follows; at most {max}")]
+    TooManyTargets { given: usize, max: usize },
     #[error("you do not follow {0}")]
     NotFollowing(String),
     #[error("the network is unavailable: this node runs without network")]
@@ -670,6 +672,18 @@ impl Node {
     /// Follows a user by handle or key; works while they are offline.
     pub async fn follow(&self, target: &str) -> Result<FollowView, NodeError> {
         self.online()?.follow(target).await
+    }
+
+    /// Follows several users at once (at most [`MAX_FOLLOW_BATCH`]), one result per
+    /// target: their statements are stored in one transaction and delivered
+    /// together.
+    ///
+    /// [`MAX_FOLLOW_BATCH`]: crate::MAX_FOLLOW_BATCH
+    pub async fn follow_many(
+        &self,
+        targets: &[String],
+    ) -> Result<Vec<Result<FollowView, NodeError>>, NodeError> {
+        self.online()?.follow_many(targets).await
     }
 
     /// Unfollows by handle or key.

@@ -143,6 +143,44 @@ pub(crate) fn advance_on(c: &rusqlite::Connection, followee: AuthorId) -> Result
     Ok((at as u64, max as u64))
 }
 
+fn put_following_on(
+    c: &rusqlite::Connection,
+    st: &FollowStatement,
+    handle: Option<&str>,
+    now_ms: u64,
+) -> Result<bool> {
+    let held: Option<(i64, i64)> = c
+        .prepare_cached("SELECT ts, following FROM following WHERE followee = ?1")?
+        .query_row([st.followee.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if held.is_some_and(|(ts, _)| ts as u64 >= st.ts.0) {
+        return Ok(false);
+    }
+    let restart = held.is_none_or(|(_, f)| f != 1) && st.following;
+    c.prepare_cached(
+        "INSERT INTO following (followee, following, ts, statement, handle, created_at,
+                                delivered_at, attempts, next_attempt, last_error, synced_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, 0, NULL, 0)
+         ON CONFLICT (followee) DO UPDATE SET
+            following = excluded.following, ts = excluded.ts,
+            statement = excluded.statement,
+            handle = coalesce(excluded.handle, following.handle),
+            created_at = excluded.created_at, delivered_at = NULL, attempts = 0,
+            next_attempt = 0, last_error = NULL,
+            synced_seq = CASE WHEN ?7 THEN 0 ELSE following.synced_seq END",
+    )?
+    .execute(params![
+        st.followee.as_bytes(),
+        st.following as i64,
+        st.ts.0 as i64,
+        st.as_bytes(),
+        handle,
+        now_ms as i64,
+        restart
+    ])?;
+    Ok(true)
+}
+
 impl Store {
     /// Records our own statement if it is newer than the one held. A new follow
     /// restarts catch-up from the beginning. Returns whether it was stored.
@@ -152,37 +190,23 @@ impl Store {
         handle: Option<String>,
         now_ms: u64,
     ) -> Result<bool> {
+        let stored = self.put_followings(vec![(st, handle)], now_ms).await?;
+        Ok(stored.first().copied().unwrap_or(false))
+    }
+
+    /// Records several of our own statements in one transaction (one flush to disk),
+    /// each as [`Store::put_following`] would. Returns, for each, whether it was
+    /// stored.
+    pub async fn put_followings(
+        &self,
+        statements: Vec<(FollowStatement, Option<String>)>,
+        now_ms: u64,
+    ) -> Result<Vec<bool>> {
         self.write(move |c| {
-            let held: Option<(i64, i64)> = c
-                .prepare_cached("SELECT ts, following FROM following WHERE followee = ?1")?
-                .query_row([st.followee.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if held.is_some_and(|(ts, _)| ts as u64 >= st.ts.0) {
-                return Ok(false);
-            }
-            let restart = held.is_none_or(|(_, f)| f != 1) && st.following;
-            c.prepare_cached(
-                "INSERT INTO following (followee, following, ts, statement, handle, created_at,
-                                        delivered_at, attempts, next_attempt, last_error, synced_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, 0, NULL, 0)
-                 ON CONFLICT (followee) DO UPDATE SET
-                    following = excluded.following, ts = excluded.ts,
-                    statement = excluded.statement,
-                    handle = coalesce(excluded.handle, following.handle),
-                    created_at = excluded.created_at, delivered_at = NULL, attempts = 0,
-                    next_attempt = 0, last_error = NULL,
-                    synced_seq = CASE WHEN ?7 THEN 0 ELSE following.synced_seq END",
-            )?
-            .execute(params![
-                st.followee.as_bytes(),
-                st.following as i64,
-                st.ts.0 as i64,
-                st.as_bytes(),
-                handle,
-                now_ms as i64,
-                restart
-            ])?;
-            Ok(true)
+            statements
+                .iter()
+                .map(|(st, handle)| put_following_on(c, st, handle.as_deref(), now_ms))
+                .collect()
         })
         .await
     }

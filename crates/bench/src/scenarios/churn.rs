@@ -44,19 +44,33 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     tracing::info!(n, "churn: nodes started");
     // Member 0 is the bootstrap node: always on, outside the follow graph.
     let members: Vec<usize> = (1..n).collect();
-    // One follow after another: all at once, the follows' announcements and
-    // deliveries swamp two cores.
     let mut follows: HashMap<usize, Vec<usize>> = HashMap::new();
     for &i in &members {
         let mut others: Vec<usize> = members.iter().copied().filter(|&j| j != i).collect();
         rng.shuffle(&mut others);
         others.truncate(k);
-        for &j in &others {
-            c.node(i).follow(&c.members[j].author.to_string()).await?;
-        }
         follows.insert(i, others);
     }
-    tracing::info!("churn: follows sent");
+    // Every node sends its follows in one batch, all nodes at once; timed until every
+    // statement is acknowledged by its followee.
+    let follows_started = Instant::now();
+    let batches = futures::future::join_all(members.iter().map(|&i| {
+        let targets: Vec<String> = follows[&i]
+            .iter()
+            .map(|&j| c.members[j].author.to_string())
+            .collect();
+        let node = c.node(i);
+        async move { node.follow_many(&targets).await }
+    }))
+    .await;
+    for results in batches {
+        for r in results? {
+            r?;
+        }
+    }
+    let statements = members.len() * k;
+    let follows_sent = follows_started.elapsed();
+    tracing::info!(statements, "churn: follows sent");
     wait_for(
         Duration::from_secs(300),
         "follow statements delivered",
@@ -74,56 +88,285 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         },
     )
     .await?;
+    let follows_acked = follows_started.elapsed();
+    tracing::info!(?follows_acked, "churn: follows delivered");
+    // The phases start on a quiet network: announcements and first catch-ups over.
+    let settled = c.settle(Duration::from_secs(180)).await;
+    tracing::info!(?settled, "churn: settled");
 
-    tracing::info!("churn: follows delivered");
-    let run_for = Duration::from_secs(sizes.churn_secs);
-    let t_start = Instant::now();
-    let end = t_start + run_for;
-    let mut next_switch: HashMap<usize, Instant> = members
-        .iter()
-        .map(|&i| (i, t_start + pareto(&mut rng, on_min, alpha)))
-        .collect();
-    let mut session: HashMap<usize, u64> = members.iter().map(|&i| (i, 0)).collect();
     let mut ledger: Vec<(usize, u64, Instant)> = Vec::new(); // author, seq, created
+    let mut phases = Vec::new();
+    for mode in [Mode::Pareto, Mode::Offline(0.3)] {
+        let phase = run_phase(
+            &mut c,
+            &members,
+            &follows,
+            &mut ledger,
+            &mut rng,
+            mode,
+            Duration::from_secs(sizes.churn_secs),
+            (on_min, off_min, alpha),
+        )
+        .await?;
+        phases.push((mode, phase));
+    }
+    let mut duplicates: u64 = phases.iter().map(|(_, p)| p.duplicates).sum();
+    for &i in &members {
+        if c.running(i)
+            && let Ok(st) = c.node(i).status().await
+        {
+            duplicates += st.counters.get("received.duplicate").copied().unwrap_or(0);
+        }
+    }
+    tracing::info!("churn: checks done");
+    c.shutdown().await;
+    tracing::info!("churn: nodes stopped");
+
+    let mut table = Table::new(&[
+        "sessions",
+        "within",
+        "sessions checked",
+        "mean held",
+        "p10 held",
+        "sessions holding 100%",
+        "offline (mean)",
+    ]);
+    let mut data = serde_json::Map::new();
+    let mut sessions_started = 0;
+    for (mode, phase) in &phases {
+        sessions_started += phase.sessions_started;
+        let mut per_window = serde_json::Map::new();
+        for window in ["5 s", "60 s"] {
+            let v = phase.results.get(window).cloned().unwrap_or_default();
+            let mut sorted = v.clone();
+            sorted.sort_by(|a, b| a.total_cmp(b));
+            let full = v.iter().filter(|f| **f >= 0.999_999).count();
+            let offline = format!("{:.0}%", phase.offline_mean * 100.0);
+            if v.is_empty() {
+                table.row(vec![
+                    mode.to_string(),
+                    window.into(),
+                    "0".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    offline,
+                ]);
+            } else {
+                table.row(vec![
+                    mode.to_string(),
+                    window.into(),
+                    v.len().to_string(),
+                    format!("{:.1}%", summarize(&v).mean * 100.0),
+                    format!("{:.1}%", quantile(&sorted, 0.10) * 100.0),
+                    format!("{:.0}%", full as f64 / v.len() as f64 * 100.0),
+                    offline,
+                ]);
+            }
+            per_window.insert(
+                window.into(),
+                json!({ "samples": v.len(), "fractions": v, "sessions_complete": full }),
+            );
+        }
+        per_window.insert("offline_mean".into(), json!(phase.offline_mean));
+        per_window.insert("sessions_started".into(), json!(phase.sessions_started));
+        data.insert(mode.key().into(), serde_json::Value::Object(per_window));
+    }
+    let notes = vec![
+        format!(
+            "Follow statements: {statements} ({k} per node, each node's in one batch, all nodes at once): \
+             all sent after {:.1} s, all acknowledged by their followees after {:.1} s; the DHT was quiet {}.",
+            follows_sent.as_secs_f64(),
+            follows_acked.as_secs_f64(),
+            match settled {
+                Some(d) => format!("{:.1} s later", d.as_secs_f64()),
+                None => "not within 180 s".into(),
+            }
+        ),
+        format!(
+            "{n} nodes (one always-on bootstrap node), each following {k} others; two phases of {} s each. \
+             Pareto sessions: on and off times Pareto(α={alpha}) with minimum {on_min} s online and {off_min} s \
+             offline. 30% offline: 30% of the nodes are offline at every moment (off times Pareto with minimum \
+             {off_min} s); each node coming back takes the place of one that leaves, chosen at random. \
+             {sessions_started} sessions started, {} posts, {duplicates} duplicate posts received (already held, \
+             dropped at insert).",
+            sizes.churn_secs,
+            ledger.len()
+        ),
+        "A check counts the followees' posts created before the node came online; nodes that left before the check are not counted.".into(),
+    ];
+    data.insert("posts".into(), json!(ledger.len()));
+    data.insert("sessions_started".into(), json!(sessions_started));
+    data.insert("follow_statements".into(), json!(statements));
+    data.insert(
+        "follows_sent_secs".into(),
+        json!(follows_sent.as_secs_f64()),
+    );
+    data.insert(
+        "follows_acknowledged_secs".into(),
+        json!(follows_acked.as_secs_f64()),
+    );
+    data.insert("duplicates_received".into(), json!(duplicates));
+    Ok(ScenarioResult {
+        id: "churn".into(),
+        title: format!("3. Availability under churn ({n} nodes, ~{k} follows each)"),
+        table,
+        data: serde_json::Value::Object(data),
+        notes,
+        plot: None,
+        more: Vec::new(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Stops node `i`; returns the duplicate posts it received in its session.
+async fn stop(c: &mut Cluster, i: usize) -> u64 {
+    let dup = match c.node(i).status().await {
+        Ok(st) => st.counters.get("received.duplicate").copied().unwrap_or(0),
+        Err(_) => 0,
+    };
+    c.stop(i).await;
+    dup
+}
+
+/// How nodes go on and off line in a phase.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Each node alternates Pareto-long sessions online and offline.
+    Pareto,
+    /// This fraction of the nodes is offline at every moment: a node whose time off
+    /// is over comes back and a random online one leaves in its place.
+    Offline(f64),
+}
+
+impl Mode {
+    fn key(&self) -> &'static str {
+        match self {
+            Mode::Pareto => "pareto",
+            Mode::Offline(_) => "fixed_offline",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Pareto => write!(f, "Pareto sessions"),
+            Mode::Offline(x) => write!(f, "{:.0}% offline", x * 100.0),
+        }
+    }
+}
+
+struct Phase {
+    results: HashMap<&'static str, Vec<f64>>,
+    sessions_started: usize,
+    /// Posts received that were already held, counted by the nodes that stopped.
+    duplicates: u64,
+    /// Mean fraction of the members offline, sampled every tick.
+    offline_mean: f64,
+}
+
+/// One phase of churn: sessions switch per `mode` while online nodes post about 5
+/// times a second in all; each node coming online is checked 5 s and 60 s later.
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    c: &mut Cluster,
+    members: &[usize],
+    follows: &HashMap<usize, Vec<usize>>,
+    ledger: &mut Vec<(usize, u64, Instant)>,
+    rng: &mut fastrand::Rng,
+    mode: Mode,
+    run_for: Duration,
+    (on_min, off_min, alpha): (f64, f64, f64),
+) -> anyhow::Result<Phase> {
+    let never = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut duplicates = 0u64;
+    // Everyone online at the start of a phase.
+    for &i in members {
+        if !c.running(i) {
+            c.restart(i).await?;
+        }
+    }
+    let mut next_switch: HashMap<usize, Instant> = HashMap::new();
+    match mode {
+        Mode::Pareto => {
+            let now = Instant::now();
+            for &i in members {
+                next_switch.insert(i, now + pareto(rng, on_min, alpha));
+            }
+        }
+        Mode::Offline(fraction) => {
+            let mut order = members.to_vec();
+            rng.shuffle(&mut order);
+            let away = (members.len() as f64 * fraction).round() as usize;
+            for (n, &i) in order.iter().enumerate() {
+                if n < away {
+                    duplicates += stop(c, i).await;
+                    next_switch.insert(i, Instant::now() + pareto(rng, off_min, alpha));
+                } else {
+                    next_switch.insert(i, never);
+                }
+            }
+        }
+    }
+    let mut session: HashMap<usize, u64> = members.iter().map(|&i| (i, 0)).collect();
     let mut checks: Vec<Check> = Vec::new();
     let mut results: HashMap<&'static str, Vec<f64>> = HashMap::new();
-    let mut duplicates = 0u64;
     let mut sessions_started = 0usize;
+    let (mut offline_sum, mut samples) = (0.0, 0u64);
     let posts_per_sec = 5.0;
     let tick = Duration::from_millis(100);
-
+    // Timed from here: the nodes taken offline at the start are not part of it.
+    let end = Instant::now() + run_for;
     while Instant::now() < end {
         let now = Instant::now();
         // Sessions.
-        for &i in &members {
+        for &i in members {
             if now < next_switch[&i] {
                 continue;
             }
             if c.running(i) {
-                if let Ok(st) = c.node(i).status().await {
-                    duplicates += st.counters.get("received.duplicate").copied().unwrap_or(0);
+                duplicates += stop(c, i).await;
+                next_switch.insert(i, Instant::now() + pareto(rng, off_min, alpha));
+                continue;
+            }
+            let on = Instant::now();
+            c.restart(i).await?;
+            sessions_started += 1;
+            *session.get_mut(&i).expect("member") += 1;
+            for (window, after) in [("5 s", 5), ("60 s", 60)] {
+                checks.push(Check {
+                    node: i,
+                    session: session[&i],
+                    online_at: on,
+                    due: on + Duration::from_secs(after),
+                    window,
+                });
+            }
+            match mode {
+                Mode::Pareto => {
+                    next_switch.insert(i, on + pareto(rng, on_min, alpha));
                 }
-                c.stop(i).await;
-                next_switch.insert(i, Instant::now() + pareto(&mut rng, off_min, alpha));
-            } else {
-                let on = Instant::now();
-                c.restart(i).await?;
-                sessions_started += 1;
-                *session.get_mut(&i).expect("member") += 1;
-                next_switch.insert(i, on + pareto(&mut rng, on_min, alpha));
-                for (window, after) in [("5 s", 5), ("60 s", 60)] {
-                    checks.push(Check {
-                        node: i,
-                        session: session[&i],
-                        online_at: on,
-                        due: on + Duration::from_secs(after),
-                        window,
-                    });
+                Mode::Offline(_) => {
+                    next_switch.insert(i, never);
+                    // One online node leaves in its place.
+                    let online: Vec<usize> = members
+                        .iter()
+                        .copied()
+                        .filter(|&j| j != i && c.running(j))
+                        .collect();
+                    if !online.is_empty() {
+                        let j = online[rng.usize(..online.len())];
+                        duplicates += stop(c, j).await;
+                        next_switch.insert(j, Instant::now() + pareto(rng, off_min, alpha));
+                    }
                 }
             }
         }
         // Posts from online nodes, about `posts_per_sec` in all.
         let online: Vec<usize> = members.iter().copied().filter(|&i| c.running(i)).collect();
+        offline_sum += 1.0 - online.len() as f64 / members.len().max(1) as f64;
+        samples += 1;
         if !online.is_empty() {
             let p = posts_per_sec * tick.as_secs_f64() / online.len() as f64;
             for &i in &online {
@@ -167,74 +410,10 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         }
         tokio::time::sleep(tick).await;
     }
-    for &i in &members {
-        if c.running(i)
-            && let Ok(st) = c.node(i).status().await
-        {
-            duplicates += st.counters.get("received.duplicate").copied().unwrap_or(0);
-        }
-    }
-    tracing::info!("churn: checks done");
-    c.shutdown().await;
-    tracing::info!("churn: nodes stopped");
-
-    let mut table = Table::new(&[
-        "within",
-        "sessions checked",
-        "mean held",
-        "p10 held",
-        "sessions holding 100%",
-    ]);
-    let mut data = serde_json::Map::new();
-    for window in ["5 s", "60 s"] {
-        let v = results.get(window).cloned().unwrap_or_default();
-        let mut sorted = v.clone();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        let full = v.iter().filter(|f| **f >= 0.999_999).count();
-        if v.is_empty() {
-            table.row(vec![
-                window.into(),
-                "0".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]);
-        } else {
-            table.row(vec![
-                window.into(),
-                v.len().to_string(),
-                format!("{:.1}%", summarize(&v).mean * 100.0),
-                format!("{:.1}%", quantile(&sorted, 0.10) * 100.0),
-                format!("{:.0}%", full as f64 / v.len() as f64 * 100.0),
-            ]);
-        }
-        data.insert(
-            window.into(),
-            json!({ "samples": v.len(), "fractions": v, "sessions_complete": full }),
-        );
-    }
-    let notes = vec![
-        format!(
-            "{n} nodes (one always-on bootstrap node), each following {k} others; sessions Pareto(α={alpha}) with \
-             minimum {on_min} s online and {off_min} s offline; {} s run, {} sessions started, {} posts, \
-             {duplicates} duplicate posts received (already held, dropped at insert).",
-            sizes.churn_secs,
-            sessions_started,
-            ledger.len()
-        ),
-        "A check counts the followees' posts created before the node came online; nodes that left before the check are not counted.".into(),
-    ];
-    data.insert("posts".into(), json!(ledger.len()));
-    data.insert("sessions_started".into(), json!(sessions_started));
-    data.insert("duplicates_received".into(), json!(duplicates));
-    Ok(ScenarioResult {
-        id: "churn".into(),
-        title: format!("3. Availability under churn ({n} nodes, ~{k} follows each)"),
-        table,
-        data: serde_json::Value::Object(data),
-        notes,
-        plot: None,
-        more: Vec::new(),
-        seconds: started.elapsed().as_secs_f64(),
+    Ok(Phase {
+        results,
+        sessions_started,
+        duplicates,
+        offline_mean: offline_sum / samples.max(1) as f64,
     })
 }

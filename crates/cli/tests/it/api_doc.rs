@@ -10,6 +10,7 @@ fn body_for(path: &str) -> Value {
     match path {
         "/api/v1/posts" => json!({"body": "from the API test"}),
         "/api/v1/follow" | "/api/v1/unfollow" => json!({"target": "nobody_known"}),
+        "/api/v1/follow/many" => json!({"targets": ["nobody_known"]}),
         "/api/v1/register" => json!({}),
         _ => json!({}),
     }

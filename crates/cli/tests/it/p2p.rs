@@ -22,6 +22,59 @@ async fn wait_acknowledged(p: &Profile, what: &str) {
     .unwrap();
 }
 
+/// Issue 12: follow statements in a batch. carol follows alice and bob in one
+/// command, with her own key among the targets: the two are followed (one
+/// transaction), delivered and acknowledged, and listed by their followees; the
+/// third target gets its own error, and the command says so (exit status 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_follows_in_one_batch() {
+    let (alice, bob, carol) = (
+        Profile::init("alice"),
+        Profile::init("bob"),
+        Profile::init("carol"),
+    );
+    let a = alice.up(&[]).await;
+    let boot = addr(&a).await;
+    let b = bob.up(&["--bootstrap", &boot]).await;
+    let c = carol.up(&["--bootstrap", &boot]).await;
+    let keys = [&a, &b, &c].map(|d| d.author().to_string());
+    let out = carol.cli(&["--json", "follow", &keys[0], &keys[1], &keys[2]]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let outcomes: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let outcomes = outcomes.as_array().unwrap();
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    for (o, key) in outcomes[..2].iter().zip(&keys) {
+        assert_eq!(o["target"], key.as_str());
+        assert_eq!(o["followed"]["peer_id"], key.as_str(), "{o}");
+    }
+    assert_eq!(
+        outcomes[2]["error"]["code"], "self_follow",
+        "{}",
+        outcomes[2]
+    );
+    wait_for(WAIT, "both follows to be acknowledged", || async {
+        let f = carol.cli_json(&["following"]);
+        let f = f.as_array().unwrap();
+        (f.len() == 2 && f.iter().all(|x| x["pending"] == false)).then_some(())
+    })
+    .await
+    .unwrap();
+    for p in [&alice, &bob] {
+        let f = p.cli_json(&["followers"]);
+        assert_eq!(f[0]["peer_id"], keys[2].as_str(), "{f}");
+    }
+    // Both feeds reach carol.
+    post(&a, "from alice").await;
+    post(&b, "from bob").await;
+    wait_for(WAIT, "carol to get both posts", || async {
+        let tl = timeline(&c).await;
+        (tl.iter().any(|(_, _, x)| x == "from alice") && tl.iter().any(|(_, _, x)| x == "from bob"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 async fn post(d: &Daemon, body: &str) -> Value {
     let (s, v) = post_raw(d, "/posts", &json!({ "body": body })).await;
     assert_eq!(s, 201, "{v}");
