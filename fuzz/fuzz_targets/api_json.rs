@@ -1,9 +1,10 @@
 //! The API's JSON request bodies, decoded as its `ApiJson` extractor does (axum's
 //! `Json::from_bytes`), then what the handler parses of them: a post's body
-//! (`check_body`), a follow target (key or handle), a handle to register.
+//! (`check_body`), a follow target (key or handle), a batch of follow targets, a
+//! handle to register.
 //!
 //! Input: a selector byte (which body), then the JSON. The structs have the fields of
-//! `crates/cli/src/api.rs`'s `NewPost`, `Target` and `RegisterRequest`.
+//! `crates/cli/src/api.rs`'s `NewPost`, `Target`, `Targets` and `RegisterRequest`.
 //! Invariant: every accepted body survives its own serialisation unchanged.
 #![no_main]
 
@@ -25,6 +26,11 @@ struct Target {
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Targets {
+    targets: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct RegisterRequest {
     handle: Option<String>,
 }
@@ -40,11 +46,21 @@ where
     Some(v)
 }
 
+/// The node's follow-target parser: a key, else a handle (`@` optional).
+fn follow_target(t: &str) {
+    let t = t.trim();
+    if t.parse::<AuthorId>().is_err()
+        && let Ok(h) = Handle::parse(t.trim_start_matches('@'))
+    {
+        assert_eq!(Handle::parse(h.as_str()).as_ref(), Ok(&h));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&which, json)) = data.split_first() else {
         return;
     };
-    match which % 3 {
+    match which % 4 {
         0 => {
             if let Some(p) = decode::<NewPost>(json) {
                 let _ = check_body(&p.body);
@@ -52,12 +68,13 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             if let Some(t) = decode::<Target>(json) {
-                // The node's follow-target parser: a key, else a handle (`@` optional).
-                let t = t.target.trim();
-                if t.parse::<AuthorId>().is_err()
-                    && let Ok(h) = Handle::parse(t.trim_start_matches('@'))
-                {
-                    assert_eq!(Handle::parse(h.as_str()).as_ref(), Ok(&h));
+                follow_target(&t.target);
+            }
+        }
+        3 => {
+            if let Some(t) = decode::<Targets>(json) {
+                for target in &t.targets {
+                    follow_target(target);
                 }
             }
         }
