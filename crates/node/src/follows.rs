@@ -137,43 +137,34 @@ impl Online {
             });
         }
         let resolved = futures::future::join_all(targets.iter().map(|t| self.target(t))).await;
-        let mut results: Vec<Result<FollowView, NodeError>> = Vec::with_capacity(targets.len());
+        let mut results = Vec::with_capacity(targets.len());
         let mut batch = Vec::new();
-        // Where each statement's result goes.
-        let mut slots = Vec::new();
         for r in resolved {
-            let r = r.and_then(|(key, handle)| {
+            let signed = r.and_then(|(key, handle)| {
                 if key == s.me {
                     return Err(NodeError::SelfFollow);
                 }
                 Ok((self.sign_follow(key, true)?, handle))
             });
-            match r {
-                Ok((statement, handle)) => {
-                    slots.push(results.len());
-                    results.push(Err(NodeError::Offline)); // replaced below
-                    batch.push((statement, handle));
-                }
-                Err(e) => results.push(Err(e)),
-            }
+            results.push(signed.map(|(statement, handle)| {
+                let key = statement.followee;
+                let view = FollowView::new(key, s.name_of(&key), statement.ts.millis(), true);
+                batch.push((statement, handle));
+                view
+            }));
         }
         if batch.is_empty() {
             return Ok(results);
         }
-        let now = s.clock.now_ms();
-        s.store.put_followings(batch.clone(), now).await?;
-        let mut setups = Vec::with_capacity(batch.len());
-        for ((statement, handle), slot) in batch.into_iter().zip(slots) {
-            let key = statement.followee;
-            s.follows.set(key, true);
-            self.net.subscribe(key).await?;
-            results[slot] = Ok(FollowView::new(
-                key,
-                s.name_of(&key),
-                statement.ts.millis(),
-                true,
-            ));
-            setups.push((key, handle.is_none()));
+        // (followee, whether its handle is still to learn)
+        let setups: Vec<(AuthorId, bool)> = batch
+            .iter()
+            .map(|(statement, handle)| (statement.followee, handle.is_none()))
+            .collect();
+        s.store.put_followings(batch, s.clock.now_ms()).await?;
+        for (key, _) in &setups {
+            s.follows.set(*key, true);
+            self.net.subscribe(*key).await?;
         }
         s.follows.kick();
         // Announce and catch up in the background: neither may block the user.

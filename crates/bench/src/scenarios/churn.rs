@@ -111,12 +111,8 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         phases.push((mode, phase));
     }
     let mut duplicates: u64 = phases.iter().map(|(_, p)| p.duplicates).sum();
-    for &i in &members {
-        if c.running(i)
-            && let Ok(st) = c.node(i).status().await
-        {
-            duplicates += st.counters.get("received.duplicate").copied().unwrap_or(0);
-        }
+    for &i in members.iter().filter(|&&i| c.running(i)) {
+        duplicates += duplicates_received(c.node(i)).await;
     }
     tracing::info!("churn: checks done");
     c.shutdown().await;
@@ -219,12 +215,17 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     })
 }
 
-/// Stops node `i`; returns the duplicate posts it received in its session.
-async fn stop(c: &mut Cluster, i: usize) -> u64 {
-    let dup = match c.node(i).status().await {
+/// Posts a node received in this session that it already held.
+async fn duplicates_received(node: &starling_node::Node) -> u64 {
+    match node.status().await {
         Ok(st) => st.counters.get("received.duplicate").copied().unwrap_or(0),
         Err(_) => 0,
-    };
+    }
+}
+
+/// Stops node `i`; returns the duplicate posts it received in its session.
+async fn stop(c: &mut Cluster, i: usize) -> u64 {
+    let dup = duplicates_received(c.node(i)).await;
     c.stop(i).await;
     dup
 }
