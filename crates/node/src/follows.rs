@@ -30,6 +30,8 @@ pub const MAX_FOLLOW_BATCH: usize = 256;
 /// New followees set up at once in the background (provider record, first
 /// catch-up, handle): a batch of follows must not start hundreds of DHT queries.
 const SETUP_PARALLEL: usize = 4;
+/// Longest wait of a batch's setups for the outbox's first delivery attempts.
+const SETUP_DEFERRAL: Duration = Duration::from_secs(30);
 /// Providers of our feed asked for their statement per discovery round.
 const DISCOVER_PER_ROUND: usize = 64;
 
@@ -82,6 +84,12 @@ impl Follows {
     fn start_delivery(&self, followee: AuthorId) -> bool {
         let mut d = self.delivering.lock().expect("delivering poisoned");
         d.len() < OUTBOX_PARALLEL && d.insert(followee)
+    }
+    fn delivering_none(&self) -> bool {
+        self.delivering
+            .lock()
+            .expect("delivering poisoned")
+            .is_empty()
     }
     fn end_delivery(&self, followee: &AuthorId) {
         self.delivering
@@ -167,10 +175,13 @@ impl Online {
             self.net.subscribe(*key).await?;
         }
         s.follows.kick();
-        // Announce and catch up in the background: neither may block the user.
+        // Announce and catch up in the background: neither may block the user, nor
+        // the delivery of the statements (which catches up with each followee it
+        // reaches, over the connection it made): those go first.
         let online = self.clone();
         s.tasks.spawn(async move {
             use futures::StreamExt;
+            online.deliveries_done(SETUP_DEFERRAL).await;
             futures::stream::iter(setups)
                 .for_each_concurrent(SETUP_PARALLEL, |(key, learn)| {
                     let online = online.clone();
@@ -333,8 +344,12 @@ impl Online {
                 }
                 let online = self.clone();
                 s.tasks.spawn(async move {
-                    online.deliver(row.statement, row.attempts).await;
+                    let followed = online.deliver(row.statement, row.attempts).await;
                     online.shared.follows.end_delivery(&followee);
+                    // We are connected to them now: their posts cost one sync request.
+                    if followed {
+                        online.catch_up(followee, None).await;
+                    }
                 });
             }
             tokio::select! {
@@ -345,7 +360,8 @@ impl Online {
         }
     }
 
-    async fn deliver(&self, st: FollowStatement, attempts: u32) {
+    /// One delivery attempt. True when a follow (not an unfollow) was acknowledged.
+    async fn deliver(&self, st: FollowStatement, attempts: u32) -> bool {
         let s = &self.shared;
         let followee = st.followee;
         let ts = st.ts.0;
@@ -363,6 +379,7 @@ impl Online {
             Ok(SocialResponse::Accepted) => {
                 tracing::debug!(%followee, "follow statement acknowledged");
                 let _ = s.store.outbox_delivered(followee, ts, now).await;
+                st.following
             }
             other => {
                 let error = match other {
@@ -373,6 +390,20 @@ impl Online {
                 let next = now + backoff(attempts).as_millis() as u64;
                 tracing::debug!(%followee, %error, attempts, "follow statement not delivered; will retry");
                 let _ = s.store.outbox_failed(followee, ts, next, error).await;
+                false
+            }
+        }
+    }
+
+    /// Waits until the outbox has no statement due (or `limit` passed).
+    async fn deliveries_done(&self, limit: Duration) {
+        let s = &self.shared;
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            match s.store.outbox_due(s.clock.now_ms(), 1).await {
+                Ok(due) if due.is_empty() && s.follows.delivering_none() => return,
+                Err(_) => return,
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
     }

@@ -28,7 +28,13 @@ pub(crate) struct Handles {
     published_head: AtomicU64,
     /// Wakes the registration task (a peer connected).
     connected: Notify,
+    /// Handle lookups of other users at once: a burst of new followers or
+    /// followees must not start two DHT queries each all at the same time.
+    lookups: tokio::sync::Semaphore,
 }
+
+/// Most handle lookups of other users running at once.
+const LOOKUPS_PARALLEL: usize = 4;
 
 impl Handles {
     pub(crate) fn new() -> Self {
@@ -38,6 +44,7 @@ impl Handles {
             }),
             published_head: AtomicU64::new(u64::MAX),
             connected: Notify::new(),
+            lookups: tokio::sync::Semaphore::new(LOOKUPS_PARALLEL),
         }
     }
     pub(crate) fn state(&self) -> HandleState {
@@ -142,6 +149,11 @@ impl Online {
     /// network says the key holds. Pins it on success.
     pub(crate) async fn learn_handle(&self, key: AuthorId) -> Option<String> {
         let s = &self.shared;
+        if let Some(h) = s.name_of(&key) {
+            return Some(h);
+        }
+        let _turn = self.handles.lookups.acquire().await.ok()?;
+        // Learned by another lookup while this one waited?
         if let Some(h) = s.name_of(&key) {
             return Some(h);
         }

@@ -106,7 +106,9 @@ impl Queries {
             find.callers.extend(caller);
             return;
         }
-        let id = kad.get_closest_peers(peer);
+        // The peer is its own closest key: the lookup can end as soon as it answers
+        // (which connects us to it), not after the 20 closest peers have.
+        let id = kad.get_n_closest_peers(peer, std::num::NonZeroUsize::MIN);
         let callers = caller.into_iter().collect();
         self.finds.insert(id, PendingFind { peer, callers });
     }
