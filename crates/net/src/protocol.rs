@@ -13,8 +13,13 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/kad/1");
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/sync/1");
 /// Follow statements: delivery and queries.
 pub const SOCIAL_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/social/1");
-/// Identify's protocol version; peers announcing another are not added to the DHT.
+/// The version string we announce in identify (informational: peers are admitted by
+/// the protocols they speak, see [`STARLING_PROTOCOLS`]).
 pub const IDENTIFY_VERSION: &str = "/starling/1";
+/// The protocols that make a peer a Starling peer: it must speak at least one
+/// (identify's protocol list says which). Gossip topics ride on
+/// `/starling/meshsub/...`, which every full node speaks along with these.
+pub const STARLING_PROTOCOLS: [StreamProtocol; 3] = [KAD_PROTOCOL, SYNC_PROTOCOL, SOCIAL_PROTOCOL];
 /// Prefix of gossipsub's protocol ids.
 pub const GOSSIP_PREFIX: &str = "/starling/meshsub";
 

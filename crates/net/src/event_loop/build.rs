@@ -17,7 +17,7 @@ use crate::behaviour::Behaviour;
 use crate::records;
 use crate::{NetConfig, NetError};
 
-/// The swarm with TCP (Noise, Yamux) and QUIC, and our behaviour, whose gossipsub
+/// The swarm with TCP (Noise, Yamux), QUIC and DNS, and our behaviour, whose gossipsub
 /// records its counters into `registry`.
 pub(super) fn swarm(
     identity: &Identity,
@@ -35,6 +35,10 @@ pub(super) fn swarm(
             )
             .map_err(|e| setup(e.to_string()))?
             .with_quic()
+            // Host names in addresses (`/dns4/boot.example.org/tcp/7421/...`),
+            // resolved as the system does (/etc/hosts, then its name servers).
+            .with_dns()
+            .map_err(|e| setup(e.to_string()))?
             .with_behaviour(|key| Behaviour::with_registry(key, config, registry))
             .map_err(|e| setup(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))

@@ -10,7 +10,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify};
 
 use super::Counters;
 use crate::behaviour::Behaviour;
-use crate::protocol::{IDENTIFY_VERSION, KAD_PROTOCOL, topic_author};
+use crate::protocol::{KAD_PROTOCOL, STARLING_PROTOCOLS, topic_author};
 
 /// Peers of a followed author's topic kept connected besides the author: they tell
 /// us (IHAVE) of posts the author could not send us directly.
@@ -176,14 +176,20 @@ impl Connections {
     }
 }
 
-/// Peers that are not Starling nodes are disconnected; only those that speak our
-/// Kademlia go into the routing table.
+/// Peers are admitted by the protocols they support, not by identify's free-form
+/// version string (so another implementation configured with Starling's protocol
+/// names takes part): a peer speaking none of Starling's protocols is disconnected;
+/// only those that speak our Kademlia go into the routing table.
 pub(super) fn on_identify(swarm: &mut Swarm<Behaviour>, ev: identify::Event) {
     let identify::Event::Received { peer_id, info, .. } = ev else {
         return;
     };
-    if info.protocol_version != IDENTIFY_VERSION {
-        tracing::debug!(%peer_id, version = %info.protocol_version, "not a Starling peer; disconnecting");
+    if !info
+        .protocols
+        .iter()
+        .any(|p| STARLING_PROTOCOLS.contains(p))
+    {
+        tracing::debug!(%peer_id, version = %info.protocol_version, "speaks no Starling protocol; disconnecting");
         let _ = swarm.disconnect_peer_id(peer_id);
         return;
     }
