@@ -171,3 +171,49 @@ impl Settings {
         Ok(Self { api_addr, node })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn up_args(argv: &[&str]) -> UpArgs {
+        match Cli::parse_from(argv).command {
+            Command::Up(a) => *a,
+            other => panic!("not `up`: {other:?}"),
+        }
+    }
+
+    fn resolve_file(text: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write");
+        let args = up_args(&["starling", "up", "--config", path.to_str().expect("utf-8")]);
+        Settings::resolve(&ProfileDir::new(dir.path()), &args)
+    }
+
+    /// The file operators start from (`deploy/starling.toml`) is a valid config.
+    #[test]
+    fn the_shipped_config_is_valid() {
+        let text = include_str!("../../../deploy/starling.toml");
+        let s = resolve_file(text).expect("deploy/starling.toml is valid");
+        assert_eq!(s.node.ntp_servers.len(), 3, "clock correction is on");
+        assert_eq!(s.node.ntp_interval, Duration::from_secs(3600));
+        let net = s.node.network.expect("online");
+        assert_eq!(net.listen.len(), 2);
+        assert!(net.bootstrap.is_empty());
+        assert_eq!((net.max_connections, net.max_connections_per_ip), (512, 8));
+    }
+
+    #[test]
+    fn a_bad_config_names_what_is_wrong() {
+        let e = resolve_file("bootstrap = [\"not an address\"]")
+            .err()
+            .expect("refused");
+        assert!(format!("{e:#}").contains("bootstrap"), "{e:#}");
+        let e = resolve_file("listen_on = []").err().expect("refused");
+        assert!(format!("{e:#}").contains("listen_on"), "{e:#}");
+    }
+}
