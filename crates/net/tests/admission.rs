@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, Swarm, identify, kad, noise, ping, tcp, yamux};
-use starling_core::Identity;
+use libp2p::{Swarm, identify, kad, noise, ping, tcp, yamux};
 use starling_net::protocol::{IDENTIFY_VERSION, KAD_PROTOCOL};
-use starling_net::{Net, NetConfig};
+
+mod common;
+
+use common::{addr, start};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -65,23 +67,10 @@ fn foreign(version: &str, speaks_kad: bool) -> Swarm<Foreign> {
     swarm
 }
 
-async fn starling() -> (Net, Multiaddr) {
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("literal")],
-        periodic_bootstrap: None,
-        max_connections_per_ip: 0,
-        ..NetConfig::default()
-    };
-    let (net, _events) = Net::start(&Identity::generate(), config)
-        .await
-        .expect("start");
-    let addr = net.status().await.expect("status").listen_addrs[0].clone();
-    (net, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admitted_by_protocols_not_by_version_string() {
-    let (net, addr) = starling().await;
+    let (_, net, _events) = start(Vec::new()).await;
+    let addr = addr(&net).await;
 
     // Another implementation speaking Starling's Kademlia: served, and kept in the
     // routing table.

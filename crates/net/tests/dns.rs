@@ -5,29 +5,18 @@
 use std::time::{Duration, Instant};
 
 use libp2p::multiaddr::Protocol;
-use starling_core::Identity;
-use starling_net::{Multiaddr, Net, NetConfig};
+use starling_net::Multiaddr;
+
+mod common;
+
+use common::{addr, start};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn start(bootstrap: Vec<Multiaddr>) -> Net {
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("literal")],
-        bootstrap,
-        periodic_bootstrap: None,
-        max_connections_per_ip: 0,
-        ..NetConfig::default()
-    };
-    let (net, _events) = Net::start(&Identity::generate(), config)
-        .await
-        .expect("start");
-    net
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_through_a_dns_bootstrap_address() {
-    let boot = start(Vec::new()).await;
-    let listen = boot.status().await.expect("status").listen_addrs[0].clone();
+    let (_, boot, _boot_events) = start(Vec::new()).await;
+    let listen = addr(&boot).await;
     let port = listen
         .iter()
         .find_map(|p| match p {
@@ -38,7 +27,7 @@ async fn joins_through_a_dns_bootstrap_address() {
     let by_name: Multiaddr = format!("/dns4/localhost/tcp/{port}/p2p/{}", boot.local_peer_id())
         .parse()
         .expect("multiaddr");
-    let node = start(vec![by_name]).await;
+    let (_, node, _node_events) = start(vec![by_name]).await;
     let deadline = Instant::now() + WAIT;
     while !node
         .is_connected(boot.local_peer_id())

@@ -5,28 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use starling_core::Identity;
-use starling_net::{MessageAcceptance, MessageId, Multiaddr, Net, NetConfig, NetEvent, PeerId};
+use starling_net::{MessageAcceptance, MessageId, Net, NetEvent, PeerId};
 use tokio::sync::mpsc;
 
+mod common;
+
+use common::{addr, start};
+
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn start(bootstrap: Option<&Multiaddr>) -> (Identity, Net, mpsc::Receiver<NetEvent>) {
-    let id = Identity::generate();
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap: bootstrap.into_iter().cloned().collect(),
-        periodic_bootstrap: None,
-        max_connections_per_ip: 0,
-        ..NetConfig::default()
-    };
-    let (net, events) = Net::start(&id, config).await.expect("start");
-    (id, net, events)
-}
-
-async fn addr(net: &Net) -> Multiaddr {
-    net.status().await.unwrap().listen_addrs[0].clone()
-}
 
 /// A follower: accepts every message it gets and remembers who sent each.
 #[derive(Default)]
@@ -56,12 +42,12 @@ async fn copies(net: &Net) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_copy_per_follower_and_announced_to_the_rest() {
-    let (alice, a, _a_events) = start(None).await;
+    let (alice, a, _a_events) = start(Vec::new()).await;
     let boot = addr(&a).await;
-    let (_b1_id, b1, mut b1_events) = start(Some(&boot)).await;
-    let (_b2_id, b2, mut b2_events) = start(Some(&boot)).await;
+    let (_b1_id, b1, mut b1_events) = start(vec![boot.clone()]).await;
+    let (_b2_id, b2, mut b2_events) = start(vec![boot.clone()]).await;
     // carol may not talk to alice: she reaches alice's posts only through b1 and b2.
-    let (carol_id, c, mut c_events) = start(Some(&addr(&b1).await)).await;
+    let (carol_id, c, mut c_events) = start(vec![addr(&b1).await]).await;
     let carol = carol_id.author().peer_id();
     a.ban(carol, Duration::from_secs(600)).await.unwrap();
     c.dial(addr(&b2).await).await.unwrap();
