@@ -25,6 +25,13 @@ pub(super) fn swarm(
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: String| NetError::Setup(e);
+    // Without a readable /etc/resolv.conf (a minimal container) the node still
+    // starts: host names then resolve from /etc/hosts only.
+    let (dns_config, dns_options) = hickory_resolver::system_conf::read_system_conf()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no system DNS configuration; host names resolve from /etc/hosts only");
+            Default::default()
+        });
     Ok(
         libp2p::SwarmBuilder::with_existing_identity(identity.to_libp2p())
             .with_tokio()
@@ -37,8 +44,7 @@ pub(super) fn swarm(
             .with_quic()
             // Host names in addresses (`/dns4/boot.example.org/tcp/7421/...`),
             // resolved as the system does (/etc/hosts, then its name servers).
-            .with_dns()
-            .map_err(|e| setup(e.to_string()))?
+            .with_dns_config(dns_config, dns_options)
             .with_behaviour(|key| Behaviour::with_registry(key, config, registry))
             .map_err(|e| setup(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
