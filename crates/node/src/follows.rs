@@ -189,7 +189,11 @@ impl Online {
                         if let Err(e) = online.net.start_providing(feed_key(&key)).await {
                             tracing::debug!(error = %e, "provider record not announced yet");
                         }
-                        online.catch_up(key, None).await;
+                        // An acknowledged statement already brought a catch-up from
+                        // the followee; an unreachable one is caught up via providers.
+                        if !online.delivered(key).await {
+                            online.catch_up(key, None).await;
+                        }
                         if learn {
                             online.learn_handle(key).await;
                         }
@@ -393,6 +397,14 @@ impl Online {
                 false
             }
         }
+    }
+
+    /// Whether our latest statement about `followee` was acknowledged.
+    async fn delivered(&self, followee: AuthorId) -> bool {
+        matches!(
+            self.shared.store.following_of(followee).await,
+            Ok(Some(row)) if row.delivered_at.is_some()
+        )
     }
 
     /// Waits until the outbox has no statement due (or `limit` passed).
