@@ -83,6 +83,10 @@ pub enum Command {
     Whoami,
     /// Show the daemon's state.
     Status,
+    /// Run a bootstrap and relay node for a server: no user, no posts. Peers behind
+    /// NAT reserve slots on it and are reached through it until hole punching gives
+    /// them a direct connection. Its key and peer table live in the data directory.
+    Relay(Box<RelayArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -109,23 +113,12 @@ pub struct UpArgs {
     #[arg(long, env = "STARLING_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
 
-    /// A peer-to-peer listen address; repeatable. Default: TCP and QUIC on port 7421
-    /// of every interface (`/ip4/0.0.0.0/tcp/7421`, `/ip4/0.0.0.0/udp/7421/quic-v1`).
-    #[arg(long = "listen", value_name = "MULTIADDR")]
-    pub listen: Vec<String>,
-
-    /// A peer to join the network through (`/ip4/.../tcp/.../p2p/12D3KooW...`);
-    /// repeatable. Without any, this node is a bootstrap node itself.
-    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
-    pub bootstrap: Vec<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
 
     /// Run without network: a local node only.
     #[arg(long)]
     pub offline: bool,
-
-    /// How often Kademlia refreshes its routing table (e.g. 5m), or `off`.
-    #[arg(long, value_name = "DURATION|off")]
-    pub dht_refresh: Option<String>,
 
     /// Lifetime of your new posts (e.g. 24h, 90m, 5s). Default 24h.
     #[arg(long, value_parser = parse_duration)]
@@ -158,16 +151,6 @@ pub struct UpArgs {
     #[arg(long, value_name = "POSTS", value_parser = clap::value_parser!(u64).range(1..))]
     pub quota_total: Option<u64>,
 
-    /// Most peer-to-peer connections (followers alone hold at most three quarters).
-    /// Default 512.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(8..))]
-    pub max_connections: Option<u32>,
-
-    /// Inbound peer-to-peer connections one IP address (an IPv6 /64) may hold; 0
-    /// lifts the limit (nodes sharing one address, as on loopback). Default 16.
-    #[arg(long, value_name = "N")]
-    pub max_connections_per_ip: Option<u32>,
-
     /// Keep a monotonic-clock stamp of each stage every post passes (API, signed,
     /// committed, sent; received, verified, stored, event), served at
     /// `/api/v1/trace`: the benchmark's latency breakdown.
@@ -177,6 +160,53 @@ pub struct UpArgs {
     /// Stop when standard input closes (used by `devnet`, so its nodes never outlive it).
     #[arg(long, hide = true)]
     pub stop_on_stdin_eof: bool,
+}
+
+/// Peer-to-peer options shared by `up` and `relay` (also from the config file).
+#[derive(Debug, Args, Clone, Default)]
+pub struct NetArgs {
+    /// A peer-to-peer listen address; repeatable. Default: TCP and QUIC on port 7421
+    /// of every interface (`/ip4/0.0.0.0/tcp/7421`, `/ip4/0.0.0.0/udp/7421/quic-v1`).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+
+    /// A peer to join the network through (`/ip4/.../tcp/.../p2p/12D3KooW...`);
+    /// repeatable. Without any, this node is a bootstrap node itself.
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+
+    /// An address this node is publicly reachable at (a server's public IP or DNS
+    /// name with its port); repeatable. Advertised at once, and the node offers
+    /// itself as a relay. Default: none (AutoNAT finds out).
+    #[arg(long = "external-address", value_name = "MULTIADDR")]
+    pub external_addrs: Vec<String>,
+
+    /// How often Kademlia refreshes its routing table (e.g. 5m), or `off`.
+    #[arg(long, value_name = "DURATION|off")]
+    pub dht_refresh: Option<String>,
+
+    /// Most peer-to-peer connections (on a user's node, followers alone hold at most three quarters).
+    /// Default 512.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(8..))]
+    pub max_connections: Option<u32>,
+
+    /// Inbound peer-to-peer connections one IP address (an IPv6 /64) may hold; 0
+    /// lifts the limit (nodes sharing one address, as on loopback). Default 16.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
+}
+
+/// Options of `starling relay`; from a TOML file too (`--config`, or
+/// `<data dir>/relay.toml` when present), whose `[relay]` table sets the limits.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RelayArgs {
+    /// A TOML file with these options and the relay's limits (default:
+    /// `<data dir>/relay.toml` if present; see deploy/relay.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -88,7 +88,7 @@ pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
     result.context("API server failed")
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

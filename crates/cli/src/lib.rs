@@ -6,6 +6,7 @@
 //! Layout: `args` (flags), `settings` (flags + config file), `daemon` (`up`), `api`
 //! (HTTP API and OpenAPI document), `web` (web UI), `client` (HTTP client of the other
 //! commands), `output` (text for people), `shell` (the menu), `devnet` (local network),
+//! `relay` (a bootstrap and relay node without a user),
 //! and [`kit`]: starting daemons, calling them and waiting on them, for devnet, the
 //! benchmark harness and the end-to-end tests.
 
@@ -16,6 +17,7 @@ mod daemon;
 mod devnet;
 pub mod kit;
 mod output;
+mod relay;
 mod settings;
 mod shell;
 mod web;
@@ -40,7 +42,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
-    let default_log = if matches!(cli.command, Command::Up(_)) {
+    let default_log = if matches!(cli.command, Command::Up(_) | Command::Relay(_)) {
         // Kademlia warns whenever a lone node cannot refresh: normal for a bootstrap node.
         "info,libp2p_kad::behaviour=error"
     } else {
@@ -76,7 +78,10 @@ fn data_dir(cli: &Cli) -> anyhow::Result<ProfileDir> {
     if let Some(d) = &cli.data_dir {
         return Ok(ProfileDir::new(d));
     }
-    let name = cli.profile.as_deref().unwrap_or("default");
+    let name = cli.profile.as_deref().unwrap_or(match cli.command {
+        Command::Relay(_) => "relay",
+        _ => "default",
+    });
     if name.is_empty()
         || !name
             .chars()
@@ -91,7 +96,7 @@ fn data_dir(cli: &Cli) -> anyhow::Result<ProfileDir> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = data_dir(&cli)?;
-    let runtime = if matches!(cli.command, Command::Up(_)) {
+    let runtime = if matches!(cli.command, Command::Up(_) | Command::Relay(_)) {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -304,6 +309,7 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
         }
         Command::Shell => shell::run(&dir).await,
         Command::Devnet(args) => devnet::run(args).await,
+        Command::Relay(args) => relay::run(&dir, *args).await,
         Command::Whoami => {
             let client = Client::for_profile(&dir)?;
             let w: WhoAmI = client.get("/whoami").await?;

@@ -153,9 +153,15 @@ pub fn status(s: &Status) -> String {
         Some(n) => {
             let _ = write!(
                 out,
-                "\nnetwork:   {} peers connected, {} in the routing table",
-                n.connected_peers, n.routing_table_size
+                "\nnetwork:   {} peers connected ({} through a relay), {} in the routing table",
+                n.connected_peers,
+                n.relayed_peers.len(),
+                n.routing_table_size
             );
+            let _ = write!(out, "\nreachable: {}", n.reachability);
+            if !n.relays.is_empty() {
+                let _ = write!(out, " (through {} relays)", n.relays.len());
+            }
             for a in &n.listen_addrs {
                 let _ = write!(out, "\n  listening: {a}");
             }

@@ -7,7 +7,8 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, Mode, StoreInserts};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{allow_block_list, connection_limits, identify, ping};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{allow_block_list, autonat, connection_limits, dcutr, identify, ping, relay};
 use sha2::{Digest, Sha256};
 
 use crate::NetConfig;
@@ -22,6 +23,15 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
+    /// Learns whether we are reachable from outside (peers dial us back).
+    pub autonat: autonat::Behaviour,
+    /// Reserves slots on relays and carries relayed connections (absent in swarms
+    /// built without the relay transport).
+    pub relay_client: Toggle<relay::client::Behaviour>,
+    /// Relays for peers behind NAT, while we are publicly reachable.
+    pub relay: Toggle<relay::Behaviour>,
+    /// Turns relayed connections into direct ones (hole punching).
+    pub dcutr: dcutr::Behaviour,
     pub kad: kad::Behaviour<DhtStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
@@ -29,26 +39,30 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    /// The behaviour without libp2p's own counters.
+    /// The behaviour without libp2p's own counters, for a swarm without the relay
+    /// transport (it neither reserves nor dials relayed addresses).
     pub fn new(
         key: &Keypair,
         config: &NetConfig,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Self::build(key, config, None)
+        Self::build(key, config, None, None)
     }
 
-    /// The behaviour, gossipsub recording its counters into `registry`.
+    /// The behaviour of a node: the relay client of the swarm's relay transport,
+    /// gossipsub recording its counters into `registry`.
     pub fn with_registry(
         key: &Keypair,
+        relay_client: relay::client::Behaviour,
         config: &NetConfig,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Self::build(key, config, Some(registry))
+        Self::build(key, config, Some(relay_client), Some(registry))
     }
 
     fn build(
         key: &Keypair,
         config: &NetConfig,
+        relay_client: Option<relay::client::Behaviour>,
         registry: Option<&mut prometheus_client::registry::Registry>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let peer_id = key.public().to_peer_id();
@@ -156,12 +170,48 @@ impl Behaviour {
             rr_config,
         );
 
+        // AutoNAT asks connected peers to dial our addresses back; as a server it
+        // dials back only the requester's own IP, at most 30 probes a second in all
+        // and 3 per peer.
+        let autonat = autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                boot_delay: Duration::from_secs(5),
+                only_global_ips: !config.autonat_private_ips,
+                ..autonat::Config::default()
+            },
+        );
+        let relay = config.relay.as_ref().map(|l| {
+            let mut r = relay::Behaviour::new(
+                peer_id,
+                relay::Config {
+                    max_reservations: l.max_reservations,
+                    max_reservations_per_peer: l.max_reservations_per_peer,
+                    reservation_duration: l.reservation_duration,
+                    max_circuits: l.max_circuits,
+                    max_circuits_per_peer: l.max_circuits_per_peer,
+                    max_circuit_duration: l.max_circuit_duration,
+                    max_circuit_bytes: l.max_circuit_bytes,
+                    // libp2p's rate limits per peer and per IP stay.
+                    ..relay::Config::default()
+                },
+            );
+            // Offered only while AutoNAT says we are public (or an external address
+            // is configured): the event loop switches it.
+            r.set_status(Some(relay::Status::Disable));
+            r
+        });
+
         Ok(Self {
             ip_gate,
             limits,
             blocked: allow_block_list::Behaviour::default(),
             identify,
             ping: ping::Behaviour::default(),
+            autonat,
+            relay_client: relay_client.into(),
+            relay: relay.into(),
+            dcutr: dcutr::Behaviour::new(peer_id),
             kad,
             gossipsub,
             sync,

@@ -65,7 +65,12 @@ pub struct IpTally {
 /// An IPv4 address, or the /64 of an IPv6 one.
 type IpKey = u128;
 
+/// The address a connection comes from; `None` for a relayed one, whose first IP is
+/// the relay's (its peers must not share the relay's per-address limit or bans).
 fn ip_of(addr: &Multiaddr) -> Option<IpKey> {
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => Some(u32::from(ip) as u128),
         Protocol::Ip6(ip) => match ip.to_ipv4_mapped() {
@@ -305,5 +310,9 @@ mod tests {
         assert_eq!(format_key(ip_of(&a).unwrap()), "10.1.2.3");
         assert_eq!(format_key(ip_of(&b).unwrap()), "2001:db8:1:2::/64");
         assert_eq!(ip_of(&"/dns4/example.org/tcp/1".parse().unwrap()), None);
+        let relayed: Multiaddr = "/ip4/10.1.2.3/tcp/1/p2p/12D3KooWGfwgFcoyE8hQBK1D6EdzRpbJ2ZrWXLu3TYkQUyJnwPLv/p2p-circuit"
+            .parse()
+            .unwrap();
+        assert_eq!(ip_of(&relayed), None, "a relayed peer is not the relay");
     }
 }

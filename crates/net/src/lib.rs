@@ -85,6 +85,72 @@ pub struct NetConfig {
     /// DHT records this node held before a restart (`key`, `value`, expiry in Unix
     /// ms); loaded into the record store if still valid.
     pub initial_records: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    /// Serve as a circuit relay for peers behind NAT, within these limits. The relay
+    /// is offered only while this node is publicly reachable (AutoNAT confirmed an
+    /// address, or one is named in `external_addrs`). `None`: never.
+    pub relay: Option<RelayLimits>,
+    /// While not known to be publicly reachable, reserve slots on up to two relays
+    /// (peers we reached directly that offer one) and advertise the relayed
+    /// addresses, so that peers can reach us through them.
+    pub use_relays: bool,
+    /// Addresses this node is known to be reachable at (a server's public address):
+    /// advertised from the start, and the relay is offered at once.
+    pub external_addrs: Vec<Multiaddr>,
+    /// AutoNAT also tests private addresses (10/8, 192.168/16, ...): for a network
+    /// that is private as a whole and has NATs inside it (a test network, a campus).
+    /// Off: only global addresses count, as on the internet.
+    pub autonat_private_ips: bool,
+}
+
+/// What a relay grants the peers behind NAT that use it (circuit relay v2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Peers holding a reservation (reachable through us) at once.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts before the peer must renew it.
+    pub reservation_duration: Duration,
+    /// Relayed connections at once.
+    pub max_circuits: usize,
+    /// Relayed connections one peer may hold.
+    pub max_circuits_per_peer: usize,
+    /// A relayed connection is closed after this long (peers then reconnect, or
+    /// have already moved to a direct connection by hole punching).
+    pub max_circuit_duration: Duration,
+    /// ... or after this many bytes in each direction.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    /// What an ordinary node grants when it is publicly reachable: a few circuits,
+    /// enough for posts and a catch-up page (512 KiB) each.
+    fn default() -> Self {
+        Self {
+            max_reservations: 64,
+            max_reservations_per_peer: 2,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: 16,
+            max_circuits_per_peer: 4,
+            max_circuit_duration: Duration::from_secs(10 * 60),
+            max_circuit_bytes: 1 << 20,
+        }
+    }
+}
+
+impl RelayLimits {
+    /// What `starling relay` grants by default: a server whose job is relaying.
+    pub fn server() -> Self {
+        Self {
+            max_reservations: 1024,
+            max_reservations_per_peer: 2,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: 256,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: Duration::from_secs(10 * 60),
+            max_circuit_bytes: 4 << 20,
+        }
+    }
 }
 
 impl Default for NetConfig {
@@ -105,6 +171,10 @@ impl Default for NetConfig {
             max_connections_per_ip: 16,
             event_buffer: 4096,
             initial_records: Vec::new(),
+            relay: Some(RelayLimits::default()),
+            use_relays: true,
+            external_addrs: Vec::new(),
+            autonat_private_ips: false,
         }
     }
 }
@@ -180,9 +250,17 @@ pub struct Answer {
 #[derive(Debug, Clone)]
 pub struct NetStatus {
     pub peer_id: PeerId,
-    /// Full addresses others can dial (with `/p2p/<peer id>`).
+    /// Full addresses others can dial (with `/p2p/<peer id>`), relayed ones included.
     pub listen_addrs: Vec<Multiaddr>,
+    /// Addresses confirmed to reach us from outside (AutoNAT, a relay, the config).
+    pub external_addrs: Vec<Multiaddr>,
+    /// What AutoNAT found: `public`, `private` (behind NAT or a firewall) or `unknown`.
+    pub reachability: &'static str,
+    /// Relays holding a reservation for us.
+    pub relays: Vec<PeerId>,
     pub connected_peers: Vec<PeerId>,
+    /// Connected peers reached only through a relay (no direct connection yet).
+    pub relayed_peers: Vec<PeerId>,
     pub routing_table_size: usize,
     pub subscribed_topics: usize,
     /// Kademlia queries in flight.

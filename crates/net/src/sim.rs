@@ -230,8 +230,12 @@ impl SimNetwork {
                 let _ = reply.send(NetStatus {
                     peer_id: me,
                     listen_addrs: Vec::new(),
+                    external_addrs: Vec::new(),
+                    reachability: "public",
+                    relays: Vec::new(),
                     routing_table_size: connected.len(),
                     connected_peers: connected,
+                    relayed_peers: Vec::new(),
                     subscribed_topics: subscribed,
                     dht_queries: 0,
                     counters: BTreeMap::new(),

@@ -44,7 +44,7 @@ pub use follows::MAX_FOLLOW_BATCH;
 pub use node::{Node, NodeConfig, NodeError, NodeEvent};
 pub use profile::{Endpoint, Profile, ProfileDir, ProfileError};
 pub use starling_core::{AuthorId, PostError};
-pub use starling_net::{Multiaddr, NetConfig};
+pub use starling_net::{Multiaddr, Net, NetConfig, NetEvent, RelayLimits};
 pub use starling_store::{Cursor, Quota};
 pub use view::{
     FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI,

@@ -362,8 +362,12 @@ impl Online {
         let st = self.net.status().await?;
         Ok(NetworkStatus {
             listen_addrs: st.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            external_addrs: st.external_addrs.iter().map(|a| a.to_string()).collect(),
+            reachability: st.reachability.to_string(),
+            relays: st.relays.iter().map(|p| p.to_string()).collect(),
             connected_peers: st.connected_peers.len(),
             peers: st.connected_peers.iter().map(|p| p.to_string()).collect(),
+            relayed_peers: st.relayed_peers.iter().map(|p| p.to_string()).collect(),
             routing_table_size: st.routing_table_size,
             subscribed_topics: st.subscribed_topics,
             dht_queries: st.dht_queries,

@@ -178,6 +178,26 @@ impl ProfileDir {
         })
     }
 
+    /// The key of a node without a user (a relay): read, or made and written on
+    /// first use (the directory is created, private).
+    pub fn node_key(&self) -> Result<Identity, ProfileError> {
+        match self.read_key() {
+            Err(ProfileError::NotFound { .. }) => {
+                self.create()?;
+                let identity = Identity::generate();
+                self.write_key(&identity)?;
+                Ok(identity)
+            }
+            other => other,
+        }
+    }
+
+    /// `peers.json` of a node without a store (a relay): peers it knew, to rejoin
+    /// through after a restart.
+    pub fn peers_path(&self) -> PathBuf {
+        self.file("peers.json")
+    }
+
     /// Writes a new key; refuses to replace one.
     fn write_key(&self, identity: &Identity) -> Result<(), ProfileError> {
         write_private(&self.key_path(), &identity.to_keyfile())

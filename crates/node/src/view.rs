@@ -138,10 +138,19 @@ impl FollowView {
 /// The network part of `status`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NetworkStatus {
-    /// Addresses others can bootstrap from.
+    /// Addresses others can bootstrap from (relayed ones included).
     pub listen_addrs: Vec<String>,
+    /// Addresses confirmed to reach this node from outside.
+    pub external_addrs: Vec<String>,
+    /// `public`, `private` (behind NAT or a firewall: reached through relays) or
+    /// `unknown` (not tested yet).
+    pub reachability: String,
+    /// Relays holding a reservation for this node.
+    pub relays: Vec<String>,
     pub connected_peers: usize,
     pub peers: Vec<String>,
+    /// Connected peers reached only through a relay.
+    pub relayed_peers: Vec<String>,
     pub routing_table_size: usize,
     pub subscribed_topics: usize,
     /// DHT queries in flight (lookups, announcements, bootstrap).

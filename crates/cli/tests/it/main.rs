@@ -10,6 +10,7 @@ mod harness;
 mod ip_limits;
 mod local;
 mod mallory;
+mod nat;
 mod p2p;
 mod secrets;
 mod shell;

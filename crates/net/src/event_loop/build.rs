@@ -17,8 +17,8 @@ use crate::behaviour::Behaviour;
 use crate::records;
 use crate::{NetConfig, NetError};
 
-/// The swarm with TCP (Noise, Yamux), QUIC and DNS, and our behaviour, whose gossipsub
-/// records its counters into `registry`.
+/// The swarm with TCP (Noise, Yamux), QUIC, DNS and relayed connections, and our
+/// behaviour, whose gossipsub records its counters into `registry`.
 pub(super) fn swarm(
     identity: &Identity,
     config: &NetConfig,
@@ -45,7 +45,13 @@ pub(super) fn swarm(
             // Host names in addresses (`/dns4/boot.example.org/tcp/7421/...`),
             // resolved as the system does (/etc/hosts, then its name servers).
             .with_dns_config(dns_config, dns_options)
-            .with_behaviour(|key| Behaviour::with_registry(key, config, registry))
+            // Connections through a relay (`.../p2p/<relay>/p2p-circuit/p2p/<peer>`),
+            // for peers behind NAT.
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| setup(e.to_string()))?
+            .with_behaviour(|key, relay_client| {
+                Behaviour::with_registry(key, relay_client, config, registry)
+            })
             .map_err(|e| setup(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
             .build(),
@@ -135,7 +141,9 @@ pub(super) fn dial_bootstrap(
         if peer == *swarm.local_peer_id() {
             continue;
         }
-        swarm.behaviour_mut().kad.add_address(&peer, bare);
+        swarm.behaviour_mut().kad.add_address(&peer, bare.clone());
+        // Bootstrap nodes are servers: the first to ask whether we are reachable.
+        swarm.behaviour_mut().autonat.add_server(peer, Some(bare));
         peers.insert(peer);
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use libp2p::gossipsub::TopicHash;
 use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, relay};
 
 use super::Counters;
+use super::nat::{self, Nat};
 use crate::behaviour::Behaviour;
 use crate::protocol::{KAD_PROTOCOL, STARLING_PROTOCOLS, topic_author};
 
@@ -179,9 +180,18 @@ impl Connections {
 /// Peers are admitted by the protocols they support, not by identify's free-form
 /// version string (so another implementation configured with Starling's protocol
 /// names takes part): a peer speaking none of Starling's protocols is disconnected;
-/// only those that speak our Kademlia go into the routing table.
-pub(super) fn on_identify(swarm: &mut Swarm<Behaviour>, ev: identify::Event) {
-    let identify::Event::Received { peer_id, info, .. } = ev else {
+/// only those that speak our Kademlia go into the routing table, with the addresses
+/// it listens on that reach as far as the connection we have with it (a peer
+/// reached over the internet has its LAN and loopback addresses left out: they
+/// would lead others to someone else's machine). One that offers a relay is a
+/// candidate relay.
+pub(super) fn on_identify(swarm: &mut Swarm<Behaviour>, nat: &mut Nat, ev: identify::Event) {
+    let identify::Event::Received {
+        peer_id,
+        info,
+        connection_id,
+    } = ev
+    else {
         return;
     };
     if !info
@@ -193,8 +203,15 @@ pub(super) fn on_identify(swarm: &mut Swarm<Behaviour>, ev: identify::Event) {
         let _ = swarm.disconnect_peer_id(peer_id);
         return;
     }
+    let offers_relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+    nat.on_protocols(swarm, connection_id, peer_id, offers_relay);
     if info.protocols.contains(&KAD_PROTOCOL) {
-        for addr in info.listen_addrs.into_iter().filter(is_dialable) {
+        let reach = nat.remote(connection_id).map_or(2, |(a, _)| nat::scope(a));
+        for addr in info
+            .listen_addrs
+            .into_iter()
+            .filter(|a| is_dialable(a) && nat::scope(a) >= reach)
+        {
             swarm.behaviour_mut().kad.add_address(&peer_id, addr);
         }
     }

@@ -9,6 +9,8 @@
 //! - [`queries`]: our DHT queries waiting for their results.
 //! - [`requests`]: our sync and social requests waiting for responses or lookups.
 //! - [`connections`]: bootstrap, bans, identify, pruning idle connections.
+//! - [`nat`]: reachability (AutoNAT), relay reservations and the relay we offer,
+//!   hole punching.
 //! - [`gossip`] and [`kad`]: the handlers of those behaviours.
 //!
 //! This module is the loop: it dispatches each command and swarm event to its part.
@@ -17,6 +19,7 @@ mod build;
 mod connections;
 mod gossip;
 mod kad;
+mod nat;
 mod queries;
 mod requests;
 
@@ -34,6 +37,7 @@ use tokio::sync::mpsc;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::{Command, NetConfig, NetError, NetEvent, NetStatus};
 use connections::Connections;
+use nat::Nat;
 use queries::Queries;
 use requests::{Outbound, Requests};
 
@@ -68,6 +72,7 @@ pub(crate) struct EventLoop {
     queries: Queries,
     requests: Requests,
     connections: Connections,
+    nat: Nat,
     counters: Counters,
     write_budget: kad::WriteBudget,
     /// Our own feed topic: the peers subscribed to it are our followers.
@@ -109,6 +114,8 @@ impl EventLoop {
         build::listen(&mut swarm, &config.listen).await?;
         build::load_records(&mut swarm, &config.initial_records);
         let bootstrap_peers = build::dial_bootstrap(&mut swarm, &config.bootstrap)?;
+        let nat = Nat::new(config.use_relays, !config.external_addrs.is_empty());
+        nat.start(&mut swarm, &config.external_addrs);
         Ok(Self {
             swarm,
             commands,
@@ -116,6 +123,7 @@ impl EventLoop {
             queries: Queries::default(),
             requests: Requests::default(),
             connections: Connections::new(bootstrap_peers, config.idle_timeout),
+            nat,
             counters: Counters::default(),
             write_budget: kad::WriteBudget::default(),
             own_topic: crate::protocol::feed_topic(&identity.author()).hash(),
@@ -141,7 +149,10 @@ impl EventLoop {
                     let (swarm, counters) = (&mut self.swarm, &mut self.counters);
                     self.connections.lift_bans(swarm);
                     let own = &self.own_topic;
-                    self.connections.prune(swarm, counters, own, self.requests.peers());
+                    let busy = self.requests.peers().chain(self.nat.keep());
+                    self.connections.prune(swarm, counters, own, busy);
+                    self.nat.maintain(swarm);
+                    self.nat.close_redundant_relays(swarm);
                     self.sweep_store();
                 }
             }
@@ -299,7 +310,11 @@ impl EventLoop {
         NetStatus {
             peer_id: local,
             listen_addrs,
+            external_addrs: self.swarm.external_addresses().cloned().collect(),
+            reachability: self.nat.reachability(),
+            relays: self.nat.relays(),
             connected_peers: self.swarm.connected_peers().copied().collect(),
+            relayed_peers: self.nat.relayed_peers(),
             routing_table_size,
             subscribed_topics: self.swarm.behaviour().gossipsub.topics().count(),
             dht_queries,
@@ -312,15 +327,30 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
-                connections::on_identify(&mut self.swarm, ev);
+                connections::on_identify(&mut self.swarm, &mut self.nat, ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(ev)) => {
+                self.nat.on_autonat(&mut self.swarm, &mut self.counters, ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => {
+                self.nat.on_relay_client(&mut self.counters, ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => {
+                self.nat.on_relay(&mut self.counters, ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => {
+                self.nat.on_dcutr(&mut self.swarm, &mut self.counters, ev);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_exchange(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Social(ev)) => self.on_exchange(ev),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
+                endpoint,
                 num_established,
                 ..
             } => {
+                self.nat.on_established(connection_id, peer_id, &endpoint);
                 self.connections.on_established(&mut self.swarm, peer_id);
                 if num_established.get() == 1 {
                     let _ = self.emit(NetEvent::Connected { peer: peer_id });
@@ -328,10 +358,18 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                let _ = self.emit(NetEvent::Disconnected { peer: peer_id });
+                self.nat.on_closed(connection_id);
+                if num_established == 0 {
+                    let _ = self.emit(NetEvent::Disconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                let (swarm, counters) = (&mut self.swarm, &mut self.counters);
+                self.nat.on_listener_closed(swarm, counters, listener_id);
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
