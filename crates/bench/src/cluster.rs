@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,6 +14,8 @@ pub use starling_cli::kit::wait_for;
 use starling_core::AuthorId;
 use starling_net::{Multiaddr, NetConfig};
 use starling_node::{Node, NodeConfig, Profile, ProfileDir};
+
+use crate::netlab::Lab;
 
 pub fn handle(i: usize) -> String {
     format!("n{i:04}")
@@ -29,6 +32,26 @@ where
         .await
         .ok()
         .map(|()| t.elapsed())
+}
+
+/// [`config`] for member `k`, listening on its lab address when `over` emulated
+/// links.
+fn config_at(
+    k: usize,
+    over: bool,
+    bootstrap: Option<&Multiaddr>,
+    ttl: Duration,
+    maintenance: Duration,
+) -> NodeConfig {
+    let mut c = config(bootstrap, ttl, maintenance);
+    if over && let Some(net) = c.network.as_mut() {
+        net.listen = vec![
+            format!("/ip4/{}/tcp/0", Lab::addr(k))
+                .parse()
+                .expect("an address"),
+        ];
+    }
+    c
 }
 
 pub fn config(bootstrap: Option<&Multiaddr>, ttl: Duration, maintenance: Duration) -> NodeConfig {
@@ -52,6 +75,8 @@ pub struct Member {
     pub dir: PathBuf,
     pub author: AuthorId,
     pub node: Option<Node>,
+    /// Over emulated links: dropping it ends the thread the node runs on.
+    thread: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Nodes in this process. Member 0 is the bootstrap node. Dropping the cluster
@@ -63,7 +88,55 @@ pub struct Cluster {
     pub maintenance: Duration,
     /// Nodes keep stage stamps (`starling_node::trace`).
     pub trace: bool,
+    /// Emulated links: each node in a namespace of its own behind the lab's switch.
+    pub lab: Option<Arc<Lab>>,
     _root: tempfile::TempDir,
+}
+
+/// Starts member `k`'s node: in this runtime, or, over emulated links, on a thread
+/// and runtime of its own inside its namespace (its sockets are created there).
+async fn start_member(
+    lab: Option<&Arc<Lab>>,
+    k: usize,
+    dir: &Path,
+    config: NodeConfig,
+) -> anyhow::Result<(Node, Option<tokio::sync::oneshot::Sender<()>>)> {
+    let Some(lab) = lab else {
+        return Ok((Node::start(Profile::open(dir)?, config).await?, None));
+    };
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (lab, dir) = (lab.clone(), dir.to_path_buf());
+    std::thread::Builder::new()
+        .name(format!("node-{k}"))
+        .spawn(move || {
+            let runtime = lab.enter(k).and_then(|()| {
+                Ok(tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?)
+            });
+            let runtime = match runtime {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let node = match Profile::open(&dir) {
+                    Ok(p) => Node::start(p, config).await.map_err(anyhow::Error::from),
+                    Err(e) => Err(e.into()),
+                };
+                let ok = node.is_ok();
+                let _ = started_tx.send(node);
+                if ok {
+                    // Until the member is stopped (its sender dropped).
+                    let _ = stop_rx.await;
+                }
+            });
+        })?;
+    let node = started_rx.await.context("node thread ended")??;
+    Ok((node, Some(stop_tx)))
 }
 
 impl Cluster {
@@ -89,15 +162,33 @@ impl Cluster {
         Self::start_opts(n, ttl, maintenance, false).await
     }
 
+    /// Like [`Cluster::start_traced`], over emulated links: every node in a network
+    /// namespace of its own behind `lab`'s switch.
+    pub async fn start_over(n: usize, ttl: Duration, lab: Lab) -> anyhow::Result<Self> {
+        let maintenance = NodeConfig::default().maintenance_interval;
+        Self::start_opts_in(n, ttl, maintenance, true, Some(Arc::new(lab))).await
+    }
+
     async fn start_opts(
         n: usize,
         ttl: Duration,
         maintenance: Duration,
         trace: bool,
     ) -> anyhow::Result<Self> {
-        let mk = move |boot: Option<&Multiaddr>| NodeConfig {
+        Self::start_opts_in(n, ttl, maintenance, trace, None).await
+    }
+
+    async fn start_opts_in(
+        n: usize,
+        ttl: Duration,
+        maintenance: Duration,
+        trace: bool,
+        lab: Option<Arc<Lab>>,
+    ) -> anyhow::Result<Self> {
+        let over = lab.is_some();
+        let mk = move |k: usize, boot: Option<&Multiaddr>| NodeConfig {
             trace,
-            ..config(boot, ttl, maintenance)
+            ..config_at(k, over, boot, ttl, maintenance)
         };
         let root = tempfile::Builder::new()
             .prefix("starling-bench-")
@@ -110,9 +201,10 @@ impl Cluster {
                 dir,
                 author: p.identity.author(),
                 node: None,
+                thread: None,
             });
         }
-        let first = Node::start(Profile::open(&members[0].dir)?, mk(None)).await?;
+        let (first, thread) = start_member(lab.as_ref(), 0, &members[0].dir, mk(0, None)).await?;
         let boot: Multiaddr = first
             .net()
             .context("network")?
@@ -123,27 +215,28 @@ impl Cluster {
             .next()
             .context("no listen address")?;
         members[0].node = Some(first);
+        members[0].thread = thread;
         let mut c = Self {
             members,
             boot,
             ttl,
             maintenance,
             trace,
+            lab,
             _root: root,
         };
         let rest: Vec<usize> = (1..n).collect();
         for chunk in rest.chunks(16) {
             let started = futures::future::join_all(chunk.iter().map(|&i| {
-                let (dir, config) = (c.members[i].dir.clone(), mk(Some(&c.boot)));
-                async move {
-                    Node::start(Profile::open(&dir)?, config)
-                        .await
-                        .map_err(anyhow::Error::from)
-                }
+                let (dir, config) = (c.members[i].dir.clone(), mk(i, Some(&c.boot)));
+                let lab = c.lab.clone();
+                async move { start_member(lab.as_ref(), i, &dir, config).await }
             }))
             .await;
-            for (&i, node) in chunk.iter().zip(started) {
-                c.members[i].node = Some(node?);
+            for (&i, started) in chunk.iter().zip(started) {
+                let (node, thread) = started?;
+                c.members[i].node = Some(node);
+                c.members[i].thread = thread;
             }
         }
         Ok(c)
@@ -184,10 +277,18 @@ impl Cluster {
         if self.members[i].node.is_none() {
             let config = NodeConfig {
                 trace: self.trace,
-                ..config(Some(&self.boot), self.ttl, self.maintenance)
+                ..config_at(
+                    i,
+                    self.lab.is_some(),
+                    Some(&self.boot),
+                    self.ttl,
+                    self.maintenance,
+                )
             };
-            let node = Node::start(Profile::open(&self.members[i].dir)?, config).await?;
+            let dir = self.members[i].dir.clone();
+            let (node, thread) = start_member(self.lab.as_ref(), i, &dir, config).await?;
             self.members[i].node = Some(node);
+            self.members[i].thread = thread;
         }
         Ok(())
     }
@@ -196,6 +297,7 @@ impl Cluster {
         if let Some(n) = self.members[i].node.take() {
             n.shutdown().await;
         }
+        self.members[i].thread = None;
     }
 
     /// Stops every member, all at once.
@@ -206,6 +308,9 @@ impl Cluster {
             .filter_map(|m| m.node.take())
             .collect();
         futures::future::join_all(nodes.iter().map(|n| n.shutdown())).await;
+        for m in &mut self.members {
+            m.thread = None;
+        }
     }
 }
 

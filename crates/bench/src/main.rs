@@ -12,6 +12,7 @@
 
 mod breakdown;
 mod cluster;
+mod netlab;
 mod probe;
 mod report;
 mod scenarios;
@@ -70,6 +71,24 @@ struct Args {
     /// Propagation: how many posts (the profile's: 200).
     #[arg(long, value_name = "N")]
     posts: Option<usize>,
+    /// Propagation over emulated links (network namespaces behind a switch that
+    /// delays and drops frames; needs root, iproute2 and ethtool): this many
+    /// followers (the profile's: 20; 0: none).
+    #[arg(long, value_name = "F")]
+    link_followers: Option<usize>,
+    /// The emulated links' one-way delay, node to node (the profile's: 50ms).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    link_delay: Option<std::time::Duration>,
+    /// The share of frames the emulated links drop, 0-0.5 (the profile's: 0.01).
+    #[arg(long, value_name = "SHARE", value_parser = parse_loss)]
+    link_loss: Option<f64>,
+}
+
+fn parse_loss(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=0.5).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: a share between 0 and 0.5 (0.01 is 1%)")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -175,6 +194,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         anyhow::ensure!(p > 0, "--posts must be at least 1");
         wanted.prop_posts = p;
     }
+    if let Some(f) = args.link_followers {
+        wanted.link_followers = f;
+    }
+    if let Some(d) = args.link_delay {
+        wanted.link_delay = d;
+    }
+    if let Some(l) = args.link_loss {
+        wanted.link_loss = l;
+    }
     let (sizes, skipped) = wanted.fit(fds);
     let mut run_notes = Vec::new();
     if !skipped.is_empty() {
@@ -253,6 +281,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     if let Some(p) = args.posts {
         command.push_str(&format!(" --posts {p}"));
+    }
+    if let Some(f) = args.link_followers {
+        command.push_str(&format!(" --link-followers {f}"));
+    }
+    if let Some(d) = args.link_delay {
+        command.push_str(&format!(" --link-delay {}", humantime::format_duration(d)));
+    }
+    if let Some(l) = args.link_loss {
+        command.push_str(&format!(" --link-loss {l}"));
     }
     let report = Report {
         command,

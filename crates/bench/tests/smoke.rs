@@ -52,7 +52,20 @@ fn quick_profile_runs_every_scenario_with_consistent_counts() {
 
     // Propagation: every post reached every follower, in both setups.
     let prop = scenario("propagation");
-    assert_eq!(prop.as_array().unwrap().len(), 2);
+    // In one process, as processes, and over emulated links (namespaces behind a
+    // switch that delays every frame 50 ms and drops 1%).
+    assert_eq!(prop.as_array().unwrap().len(), 3);
+    let linked = prop
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["setup"].as_str().unwrap().starts_with("emulated links"))
+        .expect("a run over emulated links");
+    // Nothing crosses a 50 ms link in less: the switch really holds the frames.
+    assert!(
+        linked["latency_ms"]["p50"].as_f64().unwrap() >= 50.0,
+        "{linked}"
+    );
     for run in prop.as_array().unwrap() {
         assert_eq!(run["delivered"], run["expected"], "{run}");
         assert_eq!(run["latency_ms"]["n"], run["expected"]);

@@ -1,6 +1,6 @@
 //! Propagation: one author, F followers, posts at a steady rate; latency from the
-//! author's call to the post being stored at each follower, in one process and as
-//! separate processes.
+//! author's call to the post being stored at each follower, in one process (on
+//! loopback, and over emulated links with delay and loss) and as separate processes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use starling_node::trace::{Stage, Stamp, mono_ns};
 
 use crate::breakdown::{self, Breakdown};
 use crate::cluster::{Cluster, settle_daemons, start_daemon, wait_for};
+use crate::netlab::{Lab, LinkSpec};
 use crate::probe::{self, MachineCpu};
 use crate::report::{ScenarioResult, Table};
 use crate::stats::{Summary, ms, summarize};
@@ -42,6 +43,8 @@ pub struct Run {
     pub settled: Option<Duration>,
     /// What the operating system and the nodes' counters said of the run.
     pub measures: Measures,
+    /// Anything else the report should say of it (the emulated links' switch).
+    pub note: Option<String>,
 }
 
 /// Costs of a run, from the first post to the last delivery (or the wait's end).
@@ -101,10 +104,30 @@ impl Run {
     }
 }
 
-/// One process, real nodes.
-pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Result<Run> {
+/// One process, real nodes; on loopback, or over emulated `links` (each node in a
+/// network namespace of its own behind a switch that delays and drops frames).
+pub async fn in_process(
+    followers: usize,
+    posts: usize,
+    rate: f64,
+    links: Option<LinkSpec>,
+) -> anyhow::Result<Run> {
     let fds_before = probe::self_open_files();
-    let cluster = Cluster::start_traced(followers + 1, Duration::from_secs(24 * 3600)).await?;
+    let ttl = Duration::from_secs(24 * 3600);
+    let (cluster, label) = match links {
+        None => (
+            Cluster::start_traced(followers + 1, ttl).await?,
+            format!("in-process, F={followers}"),
+        ),
+        Some(spec) => (
+            Cluster::start_over(followers + 1, ttl, Lab::new(followers + 1, spec)?).await?,
+            format!(
+                "emulated links ({} ms one-way, {}% loss), F={followers}",
+                spec.delay.as_millis(),
+                spec.loss * 100.0
+            ),
+        ),
+    };
     let author = cluster.node(0).clone();
     let author_key = author.author().to_string();
     // Everyone follows the author (by key: no handle lookup involved).
@@ -233,9 +256,19 @@ pub async fn in_process(followers: usize, posts: usize, rate: f64) -> anyhow::Re
         breakdown: Some(breakdown::compute(&author_stamps, &follower_stamps)),
         ..counted(&before, &after, latencies.len())
     };
+    let note = cluster.lab.as_ref().map(|lab| {
+        let st = &lab.stats;
+        format!(
+            "{label}: the switch forwarded {} frames, dropped {} at random and {} for want of buffer, in the whole run (set-up and follows included).",
+            st.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+            st.lost.load(std::sync::atomic::Ordering::Relaxed),
+            st.overflowed.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    });
     cluster.shutdown().await;
     Ok(Run {
-        label: format!("in-process, F={followers}"),
+        note,
+        label,
         followers,
         posts,
         delivered: latencies.len(),
@@ -512,6 +545,7 @@ pub async fn processes_with(
         ..counted(&before, &after, latencies.len())
     };
     let run = Run {
+        note: None,
         label: format!("processes, F={followers}"),
         followers,
         posts,
@@ -540,9 +574,22 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
     for &f in sizes.prop_followers.iter().filter(|&&f| f > 0) {
-        match in_process(f, sizes.prop_posts, sizes.prop_rate).await {
+        match in_process(f, sizes.prop_posts, sizes.prop_rate, None).await {
             Ok(r) => runs.push(r),
             Err(e) => skipped.push(format!("in-process F={f} did not complete: {e:#}")),
+        }
+    }
+    if sizes.link_followers > 0 {
+        let (f, spec) = (
+            sizes.link_followers,
+            LinkSpec {
+                delay: sizes.link_delay,
+                loss: sizes.link_loss,
+            },
+        );
+        match in_process(f, sizes.prop_posts, sizes.prop_rate, Some(spec)).await {
+            Ok(r) => runs.push(r),
+            Err(e) => skipped.push(format!("emulated links F={f} did not complete: {e:#}")),
         }
     }
     for &f in sizes.prop_proc_followers.iter().filter(|&&f| f > 0) {
@@ -649,6 +696,7 @@ pub async fn run(sizes: &super::Sizes, out: &std::path::Path) -> anyhow::Result<
     }
     let mut notes = skipped;
     notes.extend(idle_notes);
+    notes.extend(runs.iter().filter_map(|r| r.note.clone()));
     if let Some(r) = runs.first() {
         notes.push(format!(
             "Data directories on {}; CPU is user + system time of every node from the \
