@@ -344,38 +344,12 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The relay in the public namespace, its limits in its config file; returns it
-/// and its bootstrap address over `transport` (`tcp` or `quic`).
-fn start_relay(lab: &Lab, dir: &Path, transport: &str) -> (Process, String) {
+/// Starts `starling ... relay` (`cmd`), its log in `dir/relay.log`; returns it and
+/// its peer id, from the first line it prints.
+fn spawn_relay(mut cmd: Command, dir: &Path) -> (Process, String) {
     use std::io::{BufRead, Write};
-    let config = dir.join("relay.toml");
-    let tcp = format!("/ip4/{RELAY_IP}/tcp/{RELAY_PORT}");
-    let quic = format!("/ip4/{RELAY_IP}/udp/{RELAY_PORT}/quic-v1");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = [\"{tcp}\", \"{quic}\"]\n\
-             external_addrs = [\"{tcp}\", \"{quic}\"]\n\
-             dht_refresh = \"off\"\n\
-             autonat_private_ips = true\n\
-             [relay]\n\
-             max_reservations = 8\n\
-             max_circuits = 8\n\
-             max_circuit_duration = \"5m\"\n\
-             max_circuit_bytes = 1048576\n"
-        ),
-    )
-    .unwrap();
     let log = std::fs::File::create(dir.join("relay.log")).unwrap();
-    let mut cmd = lab.starling("pub");
-    cmd.arg("--data-dir")
-        .arg(dir.join("relay"))
-        .arg("relay")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(log);
-    cmd.env(
+    cmd.stdout(Stdio::piped()).stderr(log).env(
         "RUST_LOG",
         std::env::var("STARLING_TEST_LOG").unwrap_or_else(|_| "info".into()),
     );
@@ -404,6 +378,37 @@ fn start_relay(lab: &Lab, dir: &Path, transport: &str) -> (Process, String) {
             )
         })
         .to_string();
+    (process, peer)
+}
+
+/// The relay in the public namespace, its limits in its config file; returns it
+/// and its bootstrap address over `transport` (`tcp` or `quic`).
+fn start_relay(lab: &Lab, dir: &Path, transport: &str) -> (Process, String) {
+    let config = dir.join("relay.toml");
+    let tcp = format!("/ip4/{RELAY_IP}/tcp/{RELAY_PORT}");
+    let quic = format!("/ip4/{RELAY_IP}/udp/{RELAY_PORT}/quic-v1");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"{tcp}\", \"{quic}\"]\n\
+             external_addrs = [\"{tcp}\", \"{quic}\"]\n\
+             dht_refresh = \"off\"\n\
+             autonat_private_ips = true\n\
+             [relay]\n\
+             max_reservations = 8\n\
+             max_circuits = 8\n\
+             max_circuit_duration = \"5m\"\n\
+             max_circuit_bytes = 1048576\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = lab.starling("pub");
+    cmd.arg("--data-dir")
+        .arg(dir.join("relay"))
+        .arg("relay")
+        .arg("--config")
+        .arg(&config);
+    let (process, peer) = spawn_relay(cmd, dir);
     let addr = if transport == "quic" { quic } else { tcp };
     (process, format!("{addr}/p2p/{peer}"))
 }
@@ -551,4 +556,79 @@ async fn behind_port_preserving_nats_hole_punching_gives_a_direct_path_over_tcp(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_port_preserving_nats_hole_punching_gives_a_direct_path_over_quic() {
     follow_across_nats(NatKind::PortPreserving, "quic").await;
+}
+
+/// `starling relay` keeps its key (its peer id, in everyone's bootstrap list) and
+/// the peers it knew across a restart: started again without `--bootstrap`, it
+/// rejoins through the peers it remembered (`peers.json`). On loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_keeps_its_identity_and_rejoins_through_remembered_peers() {
+    let alice = Profile::init("alice");
+    let a = alice.up(&[]).await;
+    let boot = crate::harness::addr(&a).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.env_remove("STARLING_DATA_DIR")
+            .env_remove("STARLING_PROFILE")
+            .arg("--data-dir")
+            .arg(&relay_dir)
+            .args([
+                "relay",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--dht-refresh",
+                "off",
+            ])
+            .args(["--max-connections-per-ip", "0"])
+            .args(extra);
+        spawn_relay(c, tmp.path())
+    };
+    let connected = |peer: String| {
+        let a = &a;
+        async move {
+            crate::harness::status(a).await["network"]["peers"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p.as_str() == Some(peer.as_str())))
+        }
+    };
+
+    let (first, id) = relay(&["--bootstrap", &boot]);
+    wait_for(WAIT, "the relay to join alice", || connected(id.clone()))
+        .await
+        .unwrap();
+    first
+        .stop(Duration::from_secs(20))
+        .await
+        .expect("relay stops");
+    let saved = std::fs::read_to_string(relay_dir.join("peers.json")).expect("peers.json");
+    assert!(
+        saved.contains(&a.author().to_string()),
+        "alice is remembered: {saved}"
+    );
+    wait_for(WAIT, "alice to see the relay go", || async {
+        !connected(id.clone()).await
+    })
+    .await
+    .unwrap();
+
+    let (second, id2) = relay(&[]);
+    assert_eq!(id2, id, "the same key after a restart");
+    wait_for(
+        WAIT,
+        "the restarted relay to rejoin alice by itself",
+        || connected(id.clone()),
+    )
+    .await
+    .unwrap();
+    // A user's profile is not a relay's directory.
+    let out = alice.cli(&["relay", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("user's profile"), "{}", stderr(&out));
+    second
+        .stop(Duration::from_secs(20))
+        .await
+        .expect("relay stops");
+    a.stop().await.unwrap();
 }
