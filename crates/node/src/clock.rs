@@ -27,6 +27,11 @@ pub struct NtpStatus {
     pub last_error: Option<String>,
 }
 
+/// How far past the corrected time a post's timestamp may be (the HLC moves on
+/// with timestamps seen from others up to 1 s ahead; followers refuse posts more
+/// than 30 s ahead).
+pub const POST_AHEAD_MAX_MS: u64 = 1_000;
+
 #[derive(Debug, Default)]
 pub struct Clock {
     source: Source,
@@ -87,10 +92,29 @@ impl Clock {
         self.raw_ms().saturating_add_signed(offset_ms)
     }
 
-    /// A fresh HLC timestamp, greater than any issued or observed before.
+    /// A fresh HLC timestamp, greater than any issued or observed before: for the
+    /// records whose newest version wins (follow statements, profiles), which must
+    /// never go back.
     pub fn stamp(&self) -> Timestamp {
         let now = self.now_ms();
         self.hlc.lock().expect("hlc poisoned").now(now)
+    }
+
+    /// The timestamp of a new post: the HLC's, unless that lies more than
+    /// [`POST_AHEAD_MAX_MS`] past the corrected time, and then the corrected time.
+    /// That happens after a clock that ran ahead was corrected (by SNTP, or by hand
+    /// while the node was down): the HLC still remembers the future it was in, but
+    /// followers would refuse posts stamped there, and once accepted they would sort
+    /// among everyone else's at the wrong place. A post's place in its author's feed
+    /// is its seq; its timestamp only has to be true.
+    pub fn post_stamp(&self) -> Timestamp {
+        let now = self.now_ms();
+        let t = self.hlc.lock().expect("hlc poisoned").now(now);
+        if t.millis() > now.saturating_add(POST_AHEAD_MAX_MS) {
+            Timestamp::from_parts(now, 0)
+        } else {
+            t
+        }
     }
 
     /// Moves the HLC past a timestamp received from someone else, unless it lies
@@ -126,8 +150,9 @@ impl Clock {
         self.ntp.lock().expect("ntp status poisoned").clone()
     }
 
-    /// One SNTP round: queries all servers in parallel and adopts the offset of the
-    /// answer with the smallest delay. Returns whether an offset was adopted.
+    /// One SNTP round: queries all servers in parallel and adopts an offset only
+    /// from answers that agree (see [`sntp::query_all`]). Returns whether an offset
+    /// was adopted.
     pub async fn sync_once(&self, servers: &[String], timeout: Duration) -> bool {
         let result = sntp::query_all(servers, timeout).await;
         let mut st = self.ntp.lock().expect("ntp status poisoned");
@@ -137,7 +162,8 @@ impl Clock {
                 self.set_offset_ms(sample.offset_ms);
                 tracing::debug!(%server, offset_ms = sample.offset_ms, delay_ms = sample.delay_ms, "clock synchronised");
                 st.server = Some(server);
-                st.synced_at = Some(system_ms());
+                // In corrected time, like every other time the node reports.
+                st.synced_at = Some(self.now_ms());
                 st.delay_ms = Some(sample.delay_ms);
                 st.last_error = None;
                 true

@@ -466,7 +466,7 @@ impl Node {
         let s = &self.shared;
         let post = {
             let _turn = s.post_lock.lock().await;
-            let ts = s.clock.stamp();
+            let ts = s.clock.post_stamp();
             let content = PostContent {
                 author: s.me,
                 seq: s.head_seq() + 1,

@@ -25,7 +25,21 @@ pub enum SntpError {
     /// A datagram that does not answer our request (stray, late or forged).
     #[error("invalid answer: origin timestamp does not match our request")]
     NotOurs,
+    /// The server says it held our request this long before answering: its
+    /// timestamps cannot both be right to within what we need.
+    #[error("implausible answer: the server claims {0:.0} ms between receiving and answering")]
+    SlowServer(f64),
+    /// No majority of the answering servers agree on the time.
+    #[error(
+        "servers disagree: their offsets span {spread_ms:.0} ms and no majority agrees within {AGREE_MS} ms"
+    )]
+    Disagree { spread_ms: f64 },
 }
+
+/// Longest time a server may claim to have held a request (receive to transmit).
+pub const MAX_PROCESSING_MS: f64 = 1_000.0;
+/// Offsets within this of the median count as agreeing with it.
+pub const AGREE_MS: f64 = 500.0;
 
 /// One measurement against one server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,6 +126,12 @@ fn parse_reply(p: &[u8], t1_ntp: u64, t1: SystemTime, t4: SystemTime) -> Result<
     if ts(40) == 0 {
         return Err(SntpError::BadAnswer("no transmit timestamp"));
     }
+    if t3 < t2 {
+        return Err(SntpError::BadAnswer("transmitted before it received"));
+    }
+    if t3 - t2 > MAX_PROCESSING_MS {
+        return Err(SntpError::SlowServer(t3 - t2));
+    }
     let ms = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -126,8 +146,12 @@ fn parse_reply(p: &[u8], t1_ntp: u64, t1: SystemTime, t4: SystemTime) -> Result<
     })
 }
 
-/// Queries every server in parallel; returns the answer with the smallest delay
-/// (the least disturbed by the network), or the errors if none answered.
+/// Queries every server in parallel. Answers whose offset is more than
+/// [`AGREE_MS`] from the median of all answers are dropped (a server that is wrong,
+/// or lies); of the rest, the one with the smallest delay (the least disturbed by the
+/// network) is returned. When the agreeing answers are not a strict majority (two
+/// servers that disagree, say) none is believed: an error, and the caller keeps the
+/// offset it had. With a single answer there is nothing to compare it with.
 pub async fn query_all(
     servers: &[String],
     timeout: Duration,
@@ -136,17 +160,42 @@ pub async fn query_all(
         .iter()
         .map(|s| async move { (s.clone(), query(s, timeout).await) });
     let results = futures::future::join_all(queries).await;
-    let mut best: Option<(String, Sample)> = None;
+    let mut answers: Vec<(String, Sample)> = Vec::new();
     let mut errors = Vec::new();
     for (server, r) in results {
         match r {
-            Ok(s) => {
-                if best.as_ref().is_none_or(|(_, b)| s.delay_ms < b.delay_ms) {
-                    best = Some((server, s));
-                }
-            }
+            Ok(s) => answers.push((server, s)),
             Err(e) => errors.push((server, e)),
         }
     }
-    best.ok_or(errors)
+    if answers.is_empty() {
+        return Err(errors);
+    }
+    let mut offsets: Vec<f64> = answers.iter().map(|(_, s)| s.offset_ms).collect();
+    offsets.sort_by(f64::total_cmp);
+    let median = offsets[(offsets.len() - 1) / 2];
+    let agreeing: Vec<&(String, Sample)> = answers
+        .iter()
+        .filter(|(_, s)| (s.offset_ms - median).abs() <= AGREE_MS)
+        .collect();
+    if agreeing.len() * 2 <= answers.len() {
+        errors.push((
+            "all".to_string(),
+            SntpError::Disagree {
+                spread_ms: offsets[offsets.len() - 1] - offsets[0],
+            },
+        ));
+        return Err(errors);
+    }
+    for (server, s) in answers
+        .iter()
+        .filter(|(_, s)| (s.offset_ms - median).abs() > AGREE_MS)
+    {
+        tracing::warn!(%server, offset_ms = s.offset_ms, median_ms = median, "SNTP server disagrees with the others; ignored");
+    }
+    let best = agreeing
+        .into_iter()
+        .min_by(|a, b| a.1.delay_ms.total_cmp(&b.1.delay_ms))
+        .expect("a majority is not empty");
+    Ok(best.clone())
 }

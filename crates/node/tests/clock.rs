@@ -14,6 +14,15 @@ use tokio::sync::Notify;
 /// A fake SNTP server whose clock runs `skew_ms` ahead of ours. When `gate` is set,
 /// it answers only after the gate is opened.
 async fn fake_server(skew_ms: i64, gate: Option<Arc<Notify>>) -> SocketAddr {
+    fake_server_claiming(skew_ms, gate, 0).await
+}
+
+/// [`fake_server`] whose answers claim it held each request `processing_ms`.
+async fn fake_server_claiming(
+    skew_ms: i64,
+    gate: Option<Arc<Notify>>,
+    processing_ms: u64,
+) -> SocketAddr {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = sock.local_addr().unwrap();
     tokio::spawn(async move {
@@ -42,7 +51,7 @@ async fn fake_server(skew_ms: i64, gate: Option<Arc<Notify>>) -> SocketAddr {
             reply[24..32].copy_from_slice(&buf[40..48]); // origin = client's transmit
             let t2 = sntp::to_ntp(skewed(SystemTime::now()));
             reply[32..40].copy_from_slice(&t2.to_be_bytes());
-            let t3 = sntp::to_ntp(skewed(SystemTime::now()));
+            let t3 = sntp::to_ntp(skewed(SystemTime::now()) + Duration::from_millis(processing_ms));
             reply[40..48].copy_from_slice(&t3.to_be_bytes());
             let _ = sock.send_to(&reply, from).await;
         }
@@ -89,6 +98,89 @@ async fn picks_the_answer_with_the_smallest_delay_and_ignores_dead_servers() {
     ];
     assert!(clock.sync_once(&servers, Duration::from_millis(500)).await);
     assert!((clock.offset_ms() - 1_000.0).abs() < 5.0);
+}
+
+/// Issue 14: the client does not jump the clock on implausible answers. One server
+/// of three that is a minute off is outvoted; two that disagree leave the offset as
+/// it was; an answer claiming it took 5 s to answer is refused.
+#[tokio::test]
+async fn implausible_answers_do_not_move_the_clock() {
+    let (a, b) = (
+        fake_server(1_000, None).await,
+        fake_server(1_010, None).await,
+    );
+    let liar = fake_server(60_000, None).await;
+    let clock = Clock::new();
+    let three = [a, liar, b].map(|s| s.to_string());
+    assert!(clock.sync_once(&three, Duration::from_secs(2)).await);
+    assert!(
+        (clock.offset_ms() - 1_005.0).abs() < 10.0,
+        "the agreeing pair decides: {} ms",
+        clock.offset_ms()
+    );
+
+    let clock = Clock::new();
+    clock.set_offset_ms(7.0);
+    let pair = [fake_server(0, None).await, fake_server(60_000, None).await].map(|s| s.to_string());
+    assert!(!clock.sync_once(&pair, Duration::from_secs(2)).await);
+    assert_eq!(clock.offset_ms(), 7.0, "no majority: the offset stays");
+    let err = clock.ntp_status().last_error.unwrap();
+    assert!(err.contains("disagree"), "{err}");
+
+    let slow = fake_server_claiming(30_000, None, 5_000).await;
+    assert!(matches!(
+        sntp::query(&slow.to_string(), Duration::from_secs(2)).await,
+        Err(SntpError::SlowServer(ms)) if ms >= 4_900.0
+    ));
+    let clock = Clock::new();
+    assert!(
+        !clock
+            .sync_once(&[slow.to_string()], Duration::from_secs(2))
+            .await
+    );
+    assert_eq!(clock.offset_ms(), 0.0);
+}
+
+/// `synced_at` is in corrected time, like every time the node reports.
+#[tokio::test]
+async fn synced_at_is_in_corrected_time() {
+    let addr = fake_server(-120_000, None).await;
+    let clock = Clock::new();
+    assert!(
+        clock
+            .sync_once(&[addr.to_string()], Duration::from_secs(2))
+            .await
+    );
+    let synced = clock.ntp_status().synced_at.unwrap() as i64;
+    let system = starling_node::clock::system_ms() as i64;
+    assert!(
+        (synced - (system - 120_000)).abs() < 1_000,
+        "synced_at {synced} vs system {system}"
+    );
+}
+
+/// Issue 14: a clock that ran ahead and was corrected. The HLC remembers the future
+/// (the newest own post, from before the correction), but a new post is stamped
+/// with the corrected time; follow statements and profiles keep the HLC, which
+/// never goes back.
+#[tokio::test]
+async fn posts_after_a_correction_carry_the_corrected_time() {
+    let clock = Clock::new();
+    let now = starling_node::clock::system_ms();
+    let future = starling_core::Timestamp::from_parts(now + 600_000, 0);
+    clock.start_after(future);
+    let post = clock.post_stamp();
+    assert!(
+        post.millis() <= starling_node::clock::system_ms() + 1_000,
+        "a post is stamped now, not 10 minutes ahead"
+    );
+    assert!(post.millis() + 1_000 >= now);
+    let statement = clock.stamp();
+    assert!(statement > future, "statements never go back");
+    // Within the bound, posts keep the HLC's order.
+    let clock = Clock::new();
+    let (a, b) = (clock.post_stamp(), clock.post_stamp());
+    assert!(b > a);
 }
 
 #[tokio::test]
