@@ -258,8 +258,25 @@ function handleState(s) {
   }
 }
 
+// Followers refuse our posts as dated in the future: say so on every page.
+function clockWarning(s) {
+  const f = s.clock.future_refusals;
+  const banner = $('clock-warning');
+  banner.hidden = !f;
+  if (f) {
+    const who = f.peers === 1 ? 'A follower refuses' : `${f.peers} followers refuse`;
+    banner.textContent = `${who} your posts as dated ${Math.round(f.ahead_ms / 1000)} s in the future: ` +
+      "this computer's clock runs ahead. Correct it, or start the node with an SNTP server (--ntp-server pool.ntp.org:123).";
+  }
+}
+
+async function checkClock() {
+  try { clockWarning(await api('GET', '/status')); } catch (e) { console.error(e); }
+}
+
 async function loadStatus() {
   const s = await api('GET', '/status');
+  clockWarning(s);
   const rows = [
     ['Handle', `@${s.handle} — ${handleState(s.handle_state)}`],
     ['Key', s.peer_id],
@@ -333,6 +350,8 @@ async function init() {
   if (current !== 'timeline') loadTimeline(false);
   setInterval(tick, 1000);
   setInterval(() => { if (current === 'status') loadStatus(); }, 5000);
+  checkClock();
+  setInterval(() => { if (current !== 'status') checkClock(); }, 30000);
 }
 
 init().catch((e) => { $('me').textContent = 'cannot reach the node: ' + e.message; });

@@ -309,3 +309,57 @@ fn log_tail(path: &std::path::Path) -> String {
     let tail = lines[lines.len().saturating_sub(20)..].join("\n");
     format!("the end of {}:\n{tail}", path.display())
 }
+
+/// A real NTP server: chrony serving its own clock on a free loopback port, never
+/// touching the system clock; stopped when dropped.
+pub struct Chrony {
+    process: Process,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Chrony {
+    /// Starts `chronyd` (Debian package `chrony`).
+    pub fn start() -> anyhow::Result<Self> {
+        let chronyd = ["/usr/sbin/chronyd", "/sbin/chronyd", "/usr/bin/chronyd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .context("chronyd is not installed (Debian package `chrony`; .ci/run installs it)")?;
+        let dir = tempfile::tempdir()?;
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let conf = dir.path().join("chrony.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\n\
+                 pidfile {d}/chronyd.pid\ndriftfile {d}/drift\n",
+                d = dir.path().display()
+            ),
+        )?;
+        // -x: never touch the system clock; -d: stay in the foreground; -u root: no
+        // privilege drop (the caller owns the process).
+        let process = Process::spawn(
+            Command::new(chronyd)
+                .args(["-x", "-d", "-u", "root", "-f"])
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        Ok(Self {
+            process,
+            _dir: dir,
+            port,
+        })
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn server(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}

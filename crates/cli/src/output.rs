@@ -133,6 +133,18 @@ pub fn status(s: &Status) -> String {
         ),
         (None, None) => "waiting for the first SNTP answer".to_string(),
     };
+    let clock = match &s.clock.future_refusals {
+        Some(f) => format!(
+            "{clock}\n           WARNING: {} your posts as dated {:.0} s in the future: this machine's clock runs ahead. Correct it, or name SNTP servers (--ntp-server pool.ntp.org:123).",
+            if f.peers == 1 {
+                "a follower refuses".to_string()
+            } else {
+                format!("{} followers refuse", f.peers)
+            },
+            f.ahead_ms as f64 / 1000.0
+        ),
+        None => clock,
+    };
     let mut out = format!(
         "@{} ({})\nhandle:    {}\nversion:   {}\nuptime:    {}s\nposts:     {} stored, {} live; your newest is #{}\npost life: {}\nclock:     {}\nfollowing: {} ({} statements waiting for delivery)\nfollowers: {}",
         s.handle,

@@ -90,14 +90,13 @@ impl Refusal {
             // (fetched again once our clock has caught up).
             // A busy honest peer can ask too often too (a long catch-up): refused and
             // counted, not struck.
+            // A post from the future is its author's clock running ahead: a broken
+            // clock, not an attack (the node checks the signature of such a post,
+            // so a forgery is struck as one, and tells the author).
             Refusal::Post(PostError::Expired { .. })
             | Refusal::NotFollowed(_)
-            | Refusal::Throttled => Blame::Nobody,
-            Refusal::Post(PostError::FromFuture { ahead_ms, .. })
-                if *ahead_ms <= SLIGHTLY_AHEAD_MS =>
-            {
-                Blame::Nobody
-            }
+            | Refusal::Throttled
+            | Refusal::Post(PostError::FromFuture { .. }) => Blame::Nobody,
             // Both versions are validly signed by the author: whoever forwarded the
             // one we did not see first did nothing wrong.
             Refusal::Post(PostError::Equivocation { .. }) => Blame::Author,
@@ -105,10 +104,6 @@ impl Refusal {
         }
     }
 }
-
-/// How far ahead of our clock a post may be and still be only "early": ignored, not
-/// held against anyone (clocks of honest machines are off by this much at times).
-pub const SLIGHTLY_AHEAD_MS: u64 = 10 * 60 * 1000;
 
 /// Who a refusal is held against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -83,6 +83,13 @@ pub enum SocialRequest {
         #[serde(with = "serde_bytes")]
         followee: Vec<u8>,
     },
+    /// "I refused this post of yours: it is from the future by my clock": the post
+    /// and the sender's time (Unix ms), so the author can check both.
+    ClockNotice {
+        #[serde(with = "serde_bytes")]
+        post: Vec<u8>,
+        now_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -318,6 +318,9 @@ impl Online {
                     }
                 }
             }
+            SocialRequest::ClockNotice { post, now_ms } => {
+                self.answer_clock_notice(peer, &post, now_ms)
+            }
             SocialRequest::GetFollow { followee } => match AuthorId::from_slice(&followee) {
                 Err(_) => SocialResponse::Refused {
                     reason: "not a valid key".into(),

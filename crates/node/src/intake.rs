@@ -228,6 +228,26 @@ impl Intake {
                             proofs.push((id, first, a.bytes.clone()));
                         }
                     }
+                    // Time is screened before signatures: a future-dated post is
+                    // checked now, so a forgery is struck as one, and a genuine post
+                    // (a clock ahead: no strike) is sent back to its author.
+                    let forged;
+                    let why = match why {
+                        Refusal::Post(PostError::FromFuture { .. }) => {
+                            match Post::decode(&a.bytes).map(|p| (p.verify(), p.author)) {
+                                Ok((Ok(()), author)) if author == a.channel.author() => {
+                                    shared.skew.early(author, &a.bytes);
+                                    why
+                                }
+                                Ok((Err(e), _)) => {
+                                    forged = Refusal::Post(PostError::Signature(e));
+                                    &forged
+                                }
+                                _ => why,
+                            }
+                        }
+                        _ => why,
+                    };
                     let author = Some(a.channel.author());
                     to_ban.extend(shared.metrics.refused(why, Some(a.from), author));
                 }

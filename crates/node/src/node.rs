@@ -25,6 +25,7 @@ use crate::intake::{Arrival, Intake, Transport};
 use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::profile::{Profile, ProfileError};
+use crate::skew::Skew;
 use crate::tasks::Tasks;
 use crate::trace::{Stage, Stamp, Trace};
 use crate::view::{
@@ -161,6 +162,9 @@ pub(crate) struct Shared {
     /// Admission of inbound requests, per peer.
     pub(crate) gate: Arc<Gate>,
     pub(crate) trace: Trace,
+    /// Posts of others refused as future-dated, to tell their authors; and what
+    /// followers told us of ours.
+    pub(crate) skew: Skew,
     events: broadcast::Sender<NodeEvent>,
     profile: RwLock<Profile>,
     /// Verified handles of other users, for display.
@@ -334,6 +338,7 @@ impl Node {
             intake: Intake::new(limits),
             gate: Arc::default(),
             trace: Trace::new(config_trace),
+            skew: Skew::new(),
             names: RwLock::new(names),
         });
         let online = network(shared.clone())
@@ -593,9 +598,13 @@ impl Node {
             posts_live: live,
             head_seq: s.head_seq(),
             post_ttl_secs: s.config.post_ttl.as_secs_f64(),
-            clock: ClockStatus {
-                offset_ms: s.clock.offset_ms(),
-                ntp: s.clock.ntp_status(),
+            clock: {
+                let ntp = s.clock.ntp_status();
+                ClockStatus {
+                    offset_ms: s.clock.offset_ms(),
+                    future_refusals: s.skew.warning(s.clock.now_ms(), ntp.synced_at),
+                    ntp,
+                }
             },
             handle_state: self.handle_state(),
             following: s.follows.len() as u64,

@@ -107,6 +107,7 @@ impl Online {
             s.tasks.spawn(self.clone().run_events(events));
         }
         s.tasks.spawn(self.clone().run_outbox());
+        s.tasks.spawn(self.clone().run_clock_notices());
         s.tasks.spawn(self.clone().run_registration());
         s.tasks.spawn(self.clone().run_maintenance());
     }

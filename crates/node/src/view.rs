@@ -163,6 +163,10 @@ pub struct ClockStatus {
     /// SNTP-measured correction applied to the system clock, ms.
     pub offset_ms: f64,
     pub ntp: NtpStatus,
+    /// Set while followers refuse our posts as dated in the future (this machine's
+    /// clock runs ahead): until an SNTP synchronisation, or 10 minutes without a
+    /// new notice.
+    pub future_refusals: Option<crate::skew::FutureRefusals>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -13,7 +13,7 @@ use crate::harness::{Devnet, Process, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Chromedriver {
+pub(crate) struct Chromedriver {
     _process: Process,
     port: u16,
     _profiles: tempfile::TempDir,
@@ -27,7 +27,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn chromedriver() -> Chromedriver {
+pub(crate) async fn chromedriver() -> Chromedriver {
     let exe = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -64,7 +64,7 @@ async fn chromedriver() -> Chromedriver {
 }
 
 /// A fresh headless browser that reaches nothing but loopback.
-async fn browser(cd: &Chromedriver, name: &str) -> Client {
+pub(crate) async fn browser(cd: &Chromedriver, name: &str) -> Client {
     let profile = cd._profiles.path().join(name);
     let caps = json!({
         "goog:chromeOptions": {
@@ -92,7 +92,7 @@ fn screenshots() -> PathBuf {
     dir
 }
 
-async fn shot(c: &Client, name: &str) {
+pub(crate) async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(screenshots().join(name), png).unwrap();
 }
@@ -106,7 +106,7 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
     out
 }
 
-async fn wait_text(c: &Client, css: &str, needle: &str) {
+pub(crate) async fn wait_text(c: &Client, css: &str, needle: &str) {
     wait_for(WAIT, &format!("{css} to show {needle:?}"), || async {
         texts(c, css).await.iter().any(|t| t.contains(needle))
     })

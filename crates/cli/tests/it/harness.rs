@@ -88,8 +88,10 @@ impl Profile {
         self.try_up(extra).await.unwrap()
     }
 
-    /// [`Profile::up`] with the daemon's wall clock (and monotonic clock) moved by
-    /// `offset` through libfaketime (e.g. `"+31d"`): a node living in the future.
+    /// [`Profile::up`] with the daemon's wall clock moved by `offset` through
+    /// libfaketime (e.g. `"+31d"`): a node living in the future. Its monotonic clock
+    /// stays true, as on a machine whose date is wrong (and libfaketime's faked
+    /// monotonic clock would stretch every timed wait by the offset).
     pub async fn up_at(&self, offset: &str, extra: &[&str]) -> Daemon {
         let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
         assert!(
@@ -97,7 +99,9 @@ impl Profile {
             "{lib} is missing: apt-get install faketime"
         );
         let mut cmd = self.daemon_command();
-        cmd.env("LD_PRELOAD", lib).env("FAKETIME", offset);
+        cmd.env("LD_PRELOAD", lib)
+            .env("FAKETIME", offset)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         Daemon::start(cmd, &ProfileDir::new(&self.dir), extra)
             .await
             .unwrap()

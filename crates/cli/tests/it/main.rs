@@ -3,6 +3,7 @@
 
 mod api_doc;
 mod browser;
+mod clock;
 mod deploy;
 mod dht_flood;
 mod handles;
