@@ -1,10 +1,11 @@
 //! A `/starling/social/1` request as the codec decodes it (at most
 //! `MAX_SOCIAL_BYTES`, CBOR), then what the receiving node reads of it: a follow
-//! statement (decode, signature, validation) or a key.
+//! statement (decode, signature, validation), a key, or a clock notice (the post
+//! it carries: decode, signature).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use starling_core::{AuthorId, FollowStatement};
+use starling_core::{AuthorId, FollowStatement, Post};
 use starling_fuzz::{assert_canonical, cbor_decode, cbor_round_trip};
 use starling_net::protocol::{MAX_SOCIAL_BYTES, SocialRequest};
 
@@ -23,6 +24,11 @@ fuzz_target!(|data: &[u8]| {
         }
         SocialRequest::GetFollow { followee } => {
             let _ = AuthorId::from_slice(followee);
+        }
+        SocialRequest::ClockNotice { post, .. } => {
+            if let Ok(p) = Post::decode(post) {
+                let _ = p.verify();
+            }
         }
     }
 });

@@ -265,6 +265,10 @@ fn main() {
             cbor(&SocialRequest::GetFollow {
                 followee: a1.as_bytes().to_vec(),
             }),
+            cbor(&SocialRequest::ClockNotice {
+                post: p(0),
+                now_ms: 1_700_000_000_000,
+            }),
         ],
     );
     write(
