@@ -19,6 +19,25 @@ use serde_json::Value;
 
 use crate::harness::Daemon;
 
+/// How the checker reads a node: the client commands' JSON (`whoami`, `timeline
+/// --limit 500 [--before C]`, `following`, `followers`), from the API of a node on
+/// loopback or through the command line of one in a network namespace.
+pub trait Reader {
+    async fn read(&self, args: &[&str]) -> anyhow::Result<Value>;
+}
+
+impl Reader for Daemon {
+    async fn read(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let path = match args {
+            ["timeline", "--limit", n] => format!("/timeline?limit={n}"),
+            ["timeline", "--limit", n, "--before", c] => format!("/timeline?limit={n}&before={c}"),
+            [cmd] => format!("/{cmd}"),
+            other => anyhow::bail!("no API path for {other:?}"),
+        };
+        Ok(self.get(&path).await?)
+    }
+}
+
 /// Posts expiring this close to the check's time are not judged.
 pub const MARGIN_MS: u64 = 5_000;
 
@@ -108,10 +127,10 @@ impl History {
 
     /// Checks every promise against what `nodes` (name, daemon) show at `now_ms`;
     /// returns the violations, each with the operations involved.
-    pub async fn check(&self, nodes: &[(&str, &Daemon)], now_ms: u64) -> Vec<String> {
+    pub async fn check<R: Reader>(&self, nodes: &[(&str, &R)], now_ms: u64) -> Vec<String> {
         let mut seen: BTreeMap<&str, Seen> = BTreeMap::new();
         for (name, d) in nodes {
-            match read(d).await {
+            match read(*d).await {
                 Ok(s) => {
                     seen.insert(name, s);
                 }
@@ -248,17 +267,21 @@ impl History {
     }
 }
 
-async fn read(d: &Daemon) -> anyhow::Result<Seen> {
-    let key = d.get("/whoami").await?["peer_id"]
+async fn read<R: Reader>(d: &R) -> anyhow::Result<Seen> {
+    let key = d.read(&["whoami"]).await?["peer_id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let mut timeline = Vec::new();
-    let mut cursor = String::new();
+    let mut cursor: Option<String> = None;
     loop {
-        let page = d
-            .get(&format!("/timeline?limit=500&before={cursor}"))
-            .await?;
+        let page = match &cursor {
+            None => d.read(&["timeline", "--limit", "500"]).await?,
+            Some(c) => {
+                d.read(&["timeline", "--limit", "500", "--before", c])
+                    .await?
+            }
+        };
         for p in page["posts"].as_array().into_iter().flatten() {
             timeline.push((
                 p["author"].as_str().unwrap_or_default().to_string(),
@@ -267,7 +290,7 @@ async fn read(d: &Daemon) -> anyhow::Result<Seen> {
             ));
         }
         match page["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_string(),
+            Some(c) => cursor = Some(c.to_string()),
             None => break,
         }
     }
@@ -281,7 +304,7 @@ async fn read(d: &Daemon) -> anyhow::Result<Seen> {
     Ok(Seen {
         key,
         timeline,
-        following: keys(d.get("/following").await?),
-        followers: keys(d.get("/followers").await?),
+        following: keys(d.read(&["following"]).await?),
+        followers: keys(d.read(&["followers"]).await?),
     })
 }

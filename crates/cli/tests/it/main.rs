@@ -14,6 +14,8 @@ mod ip_limits;
 mod local;
 mod mallory;
 mod nat;
+mod netns;
 mod p2p;
+mod partition;
 mod secrets;
 mod shell;

@@ -11,7 +11,7 @@
 //! Traffic stays inside the namespaces: the public network is 10.99.0.0/24, the
 //! LANs 192.168.1.0/24 and 192.168.2.0/24, and no namespace has a route out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -19,26 +19,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{BIN, Process, Profile, stderr, wait_for};
+use crate::netns::{NsNode, log_tail, run};
 
 const WAIT: Duration = Duration::from_secs(90);
 const RELAY_IP: &str = "10.99.0.1";
 const RELAY_PORT: u16 = 4001;
-
-/// Runs `ip` (or another tool) and fails the test with its output if it fails.
-fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {} failed: {}",
-        args.join(" "),
-        stderr(&out)
-    );
-    out
-}
 
 /// How a NAT maps the ports of outgoing connections.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,10 +52,7 @@ impl Lab {
 
     /// In namespace `role`: `ip -n <ns> <args>`.
     fn ipn(&self, role: &str, args: &[&str]) {
-        let ns = self.ns(role);
-        let mut all = vec!["-n", ns.as_str()];
-        all.extend_from_slice(args);
-        run("ip", &all);
+        crate::netns::ipn(&self.ns(role), args);
     }
 
     fn exec(&self, role: &str, args: &[&str]) -> Output {
@@ -191,32 +173,12 @@ impl Lab {
     }
 
     fn nft(&self, role: &str, rules: &str) {
-        use std::io::Write;
-        let ns = self.ns(role);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot run nft (apt package nftables)");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(rules.as_bytes())
-            .expect("write rules");
-        let out = child.wait_with_output().expect("nft");
-        assert!(out.status.success(), "nft in {ns}: {}", stderr(&out));
+        crate::netns::nft(&self.ns(role), rules);
     }
 
     /// `starling <args>` run in namespace `role`.
     fn starling(&self, role: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(role), BIN])
-            .env_remove("STARLING_DATA_DIR")
-            .env_remove("STARLING_PROFILE");
-        c
+        crate::netns::starling_in(&self.ns(role))
     }
 }
 
@@ -226,108 +188,6 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-/// A user's node inside a LAN; its client commands run in the same namespace (the
-/// API is on that namespace's loopback).
-struct Node<'a> {
-    lab: &'a Lab,
-    role: String,
-    dir: PathBuf,
-    process: Option<Process>,
-}
-
-impl<'a> Node<'a> {
-    async fn start(lab: &'a Lab, role: &str, profile: &Profile, boot: &str) -> Node<'a> {
-        let config = profile.dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = [\"/ip4/0.0.0.0/tcp/0\", \"/ip4/0.0.0.0/udp/0/quic-v1\"]\n\
-                 bootstrap = [\"{boot}\"]\n\
-                 dht_refresh = \"off\"\n\
-                 autonat_private_ips = true\n"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(profile.dir.join("daemon.log")).unwrap();
-        let mut cmd = lab.starling(role);
-        cmd.arg("--data-dir")
-            .arg(&profile.dir)
-            .args(["up", "--stop-on-stdin-eof", "--api-addr", "127.0.0.1:0"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        cmd.env(
-            "RUST_LOG",
-            std::env::var("STARLING_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        );
-        let process = Process::spawn(&mut cmd).expect("start starling up");
-        let node = Node {
-            lab,
-            role: role.to_string(),
-            dir: profile.dir.clone(),
-            process: Some(process),
-        };
-        wait_for(WAIT, &format!("{role}'s daemon to answer"), || async {
-            node.try_json(&["status"])
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; {}", node.log()));
-        node
-    }
-
-    fn try_json(&self, args: &[&str]) -> Option<Value> {
-        let out = self
-            .lab
-            .starling(&self.role)
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--json")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.try_json(args)
-            .unwrap_or_else(|| panic!("starling {args:?} in {} failed; {}", self.role, self.log()))
-    }
-
-    fn status(&self) -> Value {
-        self.json(&["status"])
-    }
-
-    fn log(&self) -> String {
-        log_tail(&self.dir.join("daemon.log"))
-    }
-
-    /// Posts whose text is `text` in the timeline.
-    fn has_post(&self, text: &str) -> bool {
-        self.json(&["timeline"])["posts"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["body"] == text))
-    }
-
-    async fn stop(mut self) {
-        if let Some(p) = self.process.take() {
-            p.stop(Duration::from_secs(20)).await.expect("clean stop");
-        }
-    }
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    format!(
-        "{}:\n{}",
-        path.display(),
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    )
 }
 
 fn counter(status: &Value, name: &str) -> u64 {
@@ -426,14 +286,20 @@ async fn follow_across_nats(kind: NatKind, transport: &str) {
     }
     let (relay, boot) = start_relay(&lab, tmp.path(), transport);
     let (alice_p, bob_p) = (Profile::init("alice"), Profile::init("bob"));
-    let alice = Node::start(&lab, "lan2", &alice_p, &boot).await;
-    let bob = Node::start(&lab, "lan1", &bob_p, &boot).await;
+    let config = format!(
+        "listen = [\"/ip4/0.0.0.0/tcp/0\", \"/ip4/0.0.0.0/udp/0/quic-v1\"]\n\
+         bootstrap = [\"{boot}\"]\n\
+         dht_refresh = \"off\"\n\
+         autonat_private_ips = true\n"
+    );
+    let alice = NsNode::start(&lab.ns("lan2"), "lan2", &alice_p, &config).await;
+    let bob = NsNode::start(&lab.ns("lan1"), "lan1", &bob_p, &config).await;
     let alice_key = alice.status()["peer_id"].as_str().unwrap().to_string();
 
     for node in [&alice, &bob] {
         let st = wait_for(
             WAIT,
-            &format!("{} to hold a relay slot", node.role),
+            &format!("{} to hold a relay slot", node.name),
             || async {
                 let st = node.status();
                 let relayed = strings(&st["network"]["listen_addrs"])
@@ -450,7 +316,7 @@ async fn follow_across_nats(kind: NatKind, transport: &str) {
     for node in [&alice, &bob] {
         wait_for(
             WAIT,
-            &format!("{} to learn it is behind NAT", node.role),
+            &format!("{} to learn it is behind NAT", node.name),
             || async { node.status()["network"]["reachability"] == "private" },
         )
         .await
