@@ -255,6 +255,10 @@ impl From<NodeError> for ApiError {
             NodeError::Network(_) | NodeError::Offline | NodeError::ClaimPending { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "network", msg)
             }
+            NodeError::Store(s) if s.is_disk_full() => {
+                tracing::error!(error = %msg, "request failed: the disk is full");
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", msg)
+            }
             NodeError::Config(_) | NodeError::Store(_) | NodeError::Profile(_) => {
                 tracing::error!(error = %msg, "request failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
@@ -495,7 +499,8 @@ pub struct NewPost {
 /// Publishes a post: stored (durably) before the answer, then pushed to followers.
 #[utoipa::path(post, path = "/posts", tag = "posts", request_body = NewPost,
     responses((status = 201, body = PostView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn create_post(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<NewPost>,
@@ -542,7 +547,7 @@ pub struct Target {
 #[utoipa::path(post, path = "/follow", tag = "people", request_body = Target,
     responses((status = 200, body = FollowView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn follow(
     State(st): State<ApiState>,
     ApiJson(t): ApiJson<Target>,

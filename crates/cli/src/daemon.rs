@@ -42,7 +42,7 @@ pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
         pid: std::process::id(),
     };
     dir.write_endpoint(&endpoint)?;
-    println!(
+    say!(
         "starling: @{} ({}) is up\n  web UI: {}/login?token={}\n  API: {}/api/v1\n  profile: {}",
         profile.handle,
         profile.identity.author(),
@@ -54,10 +54,10 @@ pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
     if let Some(net) = node.net() {
         let st = net.status().await?;
         for a in &st.listen_addrs {
-            println!("  peers can bootstrap from: {a}");
+            say!("  peers can bootstrap from: {a}");
         }
     } else {
-        println!("  network: off (--offline)");
+        say!("  network: off (--offline)");
     }
     tracing::info!(api = %endpoint.url, "daemon started");
 
@@ -84,7 +84,7 @@ pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
         .await
         .ok();
     dir.remove_endpoint();
-    println!("starling: stopped");
+    say!("starling: stopped");
     result.context("API server failed")
 }
 

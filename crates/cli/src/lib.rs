@@ -10,6 +10,15 @@
 //! and [`kit`]: starting daemons, calling them and waiting on them, for devnet, the
 //! benchmark harness and the end-to-end tests.
 
+/// `println!` for the daemons' own messages, which must not panic when standard
+/// output cannot be written (a full disk under a redirected log): the line is lost.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod api;
 mod args;
 mod client;
@@ -53,6 +62,11 @@ where
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (its disk is full) is lost, nothing
+        // more: by default the subscriber would report it with `eprintln!`, which
+        // panics when standard error cannot be written, killing whichever thread
+        // logged (the store's writer, the network loop).
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .ok();

@@ -39,12 +39,12 @@ pub async fn run(dir: &ProfileDir, args: RelayArgs) -> anyhow::Result<()> {
         .await
         .context("cannot start the network")?;
     let st = net.status().await?;
-    println!("starling relay: {} is up", st.peer_id);
+    say!("starling relay: {} is up", st.peer_id);
     if let Some(f) = &settings.file {
-        println!("  config: {}", f.display());
+        say!("  config: {}", f.display());
     }
     match &limits {
-        Some(l) => println!(
+        Some(l) => say!(
             "  relaying: {} reservations ({} per peer, {:?} each), {} circuits ({} per peer, {:?} and {} bytes each)",
             l.max_reservations,
             l.max_reservations_per_peer,
@@ -54,11 +54,11 @@ pub async fn run(dir: &ProfileDir, args: RelayArgs) -> anyhow::Result<()> {
             l.max_circuit_duration,
             l.max_circuit_bytes
         ),
-        None => println!("  relaying: off"),
+        None => say!("  relaying: off"),
     }
     for a in st.external_addrs.iter().chain(&st.listen_addrs) {
         let full = a.clone().with_p2p(st.peer_id).unwrap_or_else(|a| a);
-        println!("  peers can bootstrap from: {full}");
+        say!("  peers can bootstrap from: {full}");
     }
 
     let stop = CancellationToken::new();
@@ -98,7 +98,7 @@ pub async fn run(dir: &ProfileDir, args: RelayArgs) -> anyhow::Result<()> {
     }
     save_peers(dir, &net).await;
     net.shutdown().await;
-    println!("starling relay: stopped");
+    say!("starling relay: stopped");
     Ok(())
 }
 

@@ -37,6 +37,12 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the write was not saved: {0}")]
     CommitFailed(String),
+    /// The disk holding the database is full: nothing of the write was saved, and
+    /// what was saved before is intact.
+    #[error(
+        "the disk is full: nothing was saved (free some space; what was saved before is intact)"
+    )]
+    DiskFull,
     #[error("the store is closed")]
     Closed,
     #[error(
@@ -49,6 +55,17 @@ pub enum StoreError {
     },
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+}
+
+impl StoreError {
+    /// Whether the write failed because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull => true,
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

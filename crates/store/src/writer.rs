@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{Result, StoreError};
 
 /// What a job leaves behind: its reply, sent once the batch's fate is known.
-type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(std::result::Result<(), CommitError>) + Send>;
 type JobFn = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 
 /// A write, and whether its commit must survive power loss (`synchronous=FULL`) or
@@ -61,10 +61,11 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         let job: JobFn = Box::new(move |conn: &Connection| {
             let out = in_savepoint(conn, f);
-            Box::new(move |committed: std::result::Result<(), String>| {
+            Box::new(move |committed: std::result::Result<(), CommitError>| {
                 let out = match committed {
                     Ok(()) => out,
-                    Err(msg) => Err(StoreError::CommitFailed(msg)),
+                    Err(CommitError::DiskFull) => Err(StoreError::DiskFull),
+                    Err(CommitError::Other(msg)) => Err(StoreError::CommitFailed(msg)),
                 };
                 // The caller may have gone away; its result is then simply dropped.
                 let _ = reply.send(out);
@@ -178,6 +179,13 @@ fn run(
     }
 }
 
+/// Why a batch's `COMMIT` failed, for each of its callers.
+#[derive(Debug, Clone)]
+enum CommitError {
+    DiskFull,
+    Other(String),
+}
+
 /// Runs the jobs in one transaction and answers them only after `COMMIT` returned,
 /// so an acknowledged write is on disk.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
@@ -191,7 +199,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
     let outcome = exec_cached(conn, "COMMIT").map_err(|e| {
         tracing::error!(error = %e, jobs = n, "store: commit failed");
         let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            CommitError::DiskFull
+        } else {
+            CommitError::Other(e.to_string())
+        }
     });
     for reply in replies {
         reply(outcome.clone());

@@ -6,6 +6,7 @@ mod browser;
 mod clock;
 mod deploy;
 mod dht_flood;
+mod disk;
 mod faults;
 mod handles;
 mod harness;
