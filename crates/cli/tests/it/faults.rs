@@ -257,3 +257,140 @@ async fn kill_9_at_the_worst_moment_loses_nothing() {
         assert_eq!(ok, "ok", "{}", dir.display());
     }
 }
+
+/// A Pareto-distributed duration (heavy tail): at least `min`, at most `cap`.
+fn pareto(rng: &mut fastrand::Rng, min: Duration, alpha: f64, cap: Duration) -> Duration {
+    let u = rng.f64().max(1e-9);
+    min.mul_f64(u.powf(-1.0 / alpha)).min(cap)
+}
+
+/// Churn: 30 nodes (one always-on bootstrap node), each following 4 others, with
+/// heavy-tailed online and offline sessions (Pareto, α = 1.5) for a bounded run
+/// while the online ones post; half the departures are SIGKILL, half a clean stop.
+/// Then everyone comes back, and every follower must end up holding 100% of its
+/// followees' posts (the history checker). `STARLING_CHURN_SECS` lengthens the run
+/// (the soak); `STARLING_FAULT_SEED` replays one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_with_heavy_tailed_sessions_loses_nothing() {
+    const N: usize = 30;
+    let seed: u64 = std::env::var("STARLING_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let secs: u64 = std::env::var("STARLING_CHURN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    eprintln!("churn seed {seed} ({secs} s): STARLING_FAULT_SEED={seed} replays it");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let names: Vec<String> = (0..N).map(|i| format!("n{i:02}")).collect();
+    let profiles: Vec<Profile> = names.iter().map(|n| Profile::init(n)).collect();
+    let extra = ["--maintenance-interval", "2s"];
+    let mut daemons: Vec<Option<Daemon>> = Vec::with_capacity(N);
+    daemons.push(Some(profiles[0].up(&extra).await));
+    let boot = addr(daemons[0].as_ref().unwrap()).await;
+    let with_boot = ["--maintenance-interval", "2s", "--bootstrap", boot.as_str()];
+    for p in &profiles[1..] {
+        daemons.push(Some(p.up(&with_boot).await));
+    }
+    let keys: Vec<String> = daemons
+        .iter()
+        .map(|d| d.as_ref().unwrap().author().to_string())
+        .collect();
+    let mut h = History::default();
+    for i in 0..N {
+        let targets: Vec<&str> = (1..=4).map(|k| keys[(i + k) % N].as_str()).collect();
+        daemons[i]
+            .as_ref()
+            .unwrap()
+            .post("/follow/many", &json!({ "targets": targets }))
+            .await
+            .unwrap();
+        for k in 1..=4 {
+            h.follow(&names[i], &names[(i + k) % N]);
+        }
+    }
+
+    // Sessions: when each node next changes state.
+    let start = tokio::time::Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let on =
+        |rng: &mut fastrand::Rng| pareto(rng, Duration::from_secs(3), 1.5, Duration::from_secs(40));
+    let off =
+        |rng: &mut fastrand::Rng| pareto(rng, Duration::from_secs(2), 1.5, Duration::from_secs(20));
+    let mut next: Vec<tokio::time::Instant> = (0..N).map(|_| start + on(&mut rng)).collect();
+    let (mut departures, mut posts) = (0, 0);
+    while tokio::time::Instant::now() < end {
+        let now = tokio::time::Instant::now();
+        for i in 1..N {
+            if now < next[i] {
+                continue;
+            }
+            match daemons[i].take() {
+                Some(d) => {
+                    departures += 1;
+                    if rng.bool() {
+                        d.kill();
+                        h.fault(format!("{} killed", names[i]));
+                    } else {
+                        d.stop().await.unwrap();
+                        h.fault(format!("{} stopped", names[i]));
+                    }
+                    next[i] = now + off(&mut rng);
+                }
+                None => {
+                    daemons[i] = Some(profiles[i].up(&with_boot).await);
+                    next[i] = tokio::time::Instant::now() + on(&mut rng);
+                }
+            }
+        }
+        for i in 0..N {
+            if let Some(d) = &daemons[i]
+                && rng.f64() < 0.15
+                && let Ok(view) = d
+                    .post(
+                        "/posts",
+                        &json!({ "body": format!("{} at {:?}", names[i], now - start) }),
+                    )
+                    .await
+            {
+                h.post(&names[i], &view);
+                posts += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    h.fault("everyone back online".into());
+    for i in 0..N {
+        if daemons[i].is_none() {
+            daemons[i] = Some(profiles[i].up(&with_boot).await);
+        }
+    }
+    eprintln!("{departures} departures, {posts} posts acknowledged");
+    assert!(
+        departures >= N / 2,
+        "the run churned: {departures} departures"
+    );
+
+    let all: Vec<&Daemon> = daemons.iter().map(|d| d.as_ref().unwrap()).collect();
+    let nodes: Vec<(&str, &Daemon)> = names.iter().map(String::as_str).zip(all).collect();
+    let back = std::time::Instant::now();
+    let held = wait_for(
+        Duration::from_secs(180),
+        "every follower to hold everything",
+        || async {
+            h.check(&nodes, starling_node::clock::system_ms())
+                .await
+                .is_empty()
+        },
+    )
+    .await;
+    if held.is_err() {
+        let v = h.check(&nodes, starling_node::clock::system_ms()).await;
+        panic!("seed {seed}: {} violations:\n{}", v.len(), v.join("\n"));
+    }
+    eprintln!(
+        "every follower held everything {:.1} s after all were back",
+        back.elapsed().as_secs_f64()
+    );
+}
