@@ -142,16 +142,7 @@ async fn a_full_disk_gets_a_clear_error_corrupts_nothing_and_recovers() {
     h.fault("space returned".into());
     post(&mut h, "alice", &a, "alice after").await;
     let nodes = [("alice", &a), ("bob", &b)];
-    let held = wait_for(WAIT, "alice to catch up once space returned", || async {
-        h.check(&nodes, starling_node::clock::system_ms())
-            .await
-            .is_empty()
-    })
-    .await;
-    if held.is_err() {
-        let v = h.check(&nodes, starling_node::clock::system_ms()).await;
-        panic!("{}", v.join("\n"));
-    }
+    h.assert_holds(&nodes, WAIT, "once space returned").await;
     let db = a.dir().db_path();
     assert!(a.stop().await.unwrap().success());
     assert_eq!(integrity(&db), "ok");

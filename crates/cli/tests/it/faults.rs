@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde_json::json;
 use starling_node::ProfileDir;
 
-use crate::harness::{Daemon, Profile, addr, wait_for};
-use crate::history::History;
+use crate::harness::{Daemon, Profile, addr};
+use crate::history::{History, env_or};
 
 const NAMES: [&str; 3] = ["alice", "bob", "carol"];
 
@@ -121,14 +121,8 @@ async fn unfollow(c: &Cluster, h: &mut History, who: &str, whom: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_the_worst_moment_loses_nothing() {
-    let seed: u64 = std::env::var("STARLING_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    let rounds: usize = std::env::var("STARLING_FAULT_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seed = env_or("STARLING_FAULT_SEED", fastrand::u64(..));
+    let rounds = env_or("STARLING_FAULT_ROUNDS", 20) as usize;
     eprintln!("fault seed {seed} ({rounds} rounds): STARLING_FAULT_SEED={seed} replays it");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut c = Cluster {
@@ -208,22 +202,8 @@ async fn kill_9_at_the_worst_moment_loses_nothing() {
     }
 
     let nodes: Vec<(&str, &Daemon)> = NAMES.iter().map(|n| (*n, c.d(n))).collect();
-    let violations = wait_for(Duration::from_secs(120), "the history to hold", || async {
-        let now = starling_node::clock::system_ms();
-        let v = h.check(&nodes, now).await;
-        v.is_empty().then_some(())
-    })
-    .await;
-    if violations.is_err() {
-        let now = starling_node::clock::system_ms();
-        let v = h.check(&nodes, now).await;
-        panic!(
-            "seed {seed}: {} violations after {} operations:\n{}",
-            v.len(),
-            h.len(),
-            v.join("\n")
-        );
-    }
+    h.assert_holds(&nodes, Duration::from_secs(120), &format!("seed {seed}"))
+        .await;
 
     // The checker can fail: told of a post alice never kept and of an unfollow
     // nobody made, it says so, naming them.
@@ -273,14 +253,8 @@ fn pareto(rng: &mut fastrand::Rng, min: Duration, alpha: f64, cap: Duration) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_with_heavy_tailed_sessions_loses_nothing() {
     const N: usize = 30;
-    let seed: u64 = std::env::var("STARLING_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    let secs: u64 = std::env::var("STARLING_CHURN_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+    let seed = env_or("STARLING_FAULT_SEED", fastrand::u64(..));
+    let secs = env_or("STARLING_CHURN_SECS", 30);
     eprintln!("churn seed {seed} ({secs} s): STARLING_FAULT_SEED={seed} replays it");
     let mut rng = fastrand::Rng::with_seed(seed);
     let names: Vec<String> = (0..N).map(|i| format!("n{i:02}")).collect();
@@ -374,23 +348,11 @@ async fn churn_with_heavy_tailed_sessions_loses_nothing() {
 
     let all: Vec<&Daemon> = daemons.iter().map(|d| d.as_ref().unwrap()).collect();
     let nodes: Vec<(&str, &Daemon)> = names.iter().map(String::as_str).zip(all).collect();
-    let back = std::time::Instant::now();
-    let held = wait_for(
-        Duration::from_secs(180),
-        "every follower to hold everything",
-        || async {
-            h.check(&nodes, starling_node::clock::system_ms())
-                .await
-                .is_empty()
-        },
-    )
-    .await;
-    if held.is_err() {
-        let v = h.check(&nodes, starling_node::clock::system_ms()).await;
-        panic!("seed {seed}: {} violations:\n{}", v.len(), v.join("\n"));
-    }
+    let took = h
+        .assert_holds(&nodes, Duration::from_secs(180), &format!("seed {seed}"))
+        .await;
     eprintln!(
         "every follower held everything {:.1} s after all were back",
-        back.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
 }

@@ -267,6 +267,43 @@ impl History {
     }
 }
 
+impl History {
+    /// Waits (at most `limit`) until the history holds on `nodes`; fails the test
+    /// with every violation and `context` (a seed to replay) if it never does.
+    /// Returns how long it took.
+    pub async fn assert_holds<R: Reader>(
+        &self,
+        nodes: &[(&str, &R)],
+        limit: std::time::Duration,
+        context: &str,
+    ) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        let now = starling_node::clock::system_ms;
+        let held = crate::harness::wait_for(limit, "the history to hold", || async {
+            self.check(nodes, now()).await.is_empty()
+        })
+        .await;
+        if held.is_err() {
+            let v = self.check(nodes, now()).await;
+            panic!(
+                "{context}: {} violations after {} operations:\n{}",
+                v.len(),
+                self.len(),
+                v.join("\n")
+            );
+        }
+        started.elapsed()
+    }
+}
+
+/// A number from the environment (a seed, a soak's length), else `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 async fn read<R: Reader>(d: &R) -> anyhow::Result<Seen> {
     let key = d.read(&["whoami"]).await?["peer_id"]
         .as_str()

@@ -336,12 +336,7 @@ impl Nat {
     /// (after hole punching, or when either side could dial the other after all):
     /// traffic goes direct and the relay's slot is freed.
     pub(super) fn close_redundant_relays(&self, swarm: &mut Swarm<Behaviour>) {
-        let direct: HashSet<PeerId> = self
-            .conns
-            .values()
-            .filter(|c| !c.relayed)
-            .map(|c| c.peer)
-            .collect();
+        let direct = self.direct_peers();
         for (id, c) in &self.conns {
             if c.relayed && direct.contains(&c.peer) {
                 swarm.close_connection(*id);
@@ -361,14 +356,18 @@ impl Nat {
         self.accepted.iter().copied().collect()
     }
 
-    /// Connected peers we reach only through a relay.
-    pub(super) fn relayed_peers(&self) -> Vec<PeerId> {
-        let direct: HashSet<PeerId> = self
-            .conns
+    /// Peers with at least one direct (not relayed) connection.
+    fn direct_peers(&self) -> HashSet<PeerId> {
+        self.conns
             .values()
             .filter(|c| !c.relayed)
             .map(|c| c.peer)
-            .collect();
+            .collect()
+    }
+
+    /// Connected peers we reach only through a relay.
+    pub(super) fn relayed_peers(&self) -> Vec<PeerId> {
+        let direct = self.direct_peers();
         let relayed: HashSet<PeerId> = self
             .conns
             .values()
