@@ -259,13 +259,34 @@ async fn churn_with_heavy_tailed_sessions_loses_nothing() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let names: Vec<String> = (0..N).map(|i| format!("n{i:02}")).collect();
     let profiles: Vec<Profile> = names.iter().map(|n| Profile::init(n)).collect();
-    let extra = ["--maintenance-interval", "2s"];
+    // Each node keeps its port across restarts, as a user's node does (7421 by
+    // default): fixed ports below the ephemeral range, a block per test process.
+    let base = 20_000 + (std::process::id() % 300) as usize * 40;
+    let listen: Vec<String> = (0..N)
+        .map(|i| format!("/ip4/127.0.0.1/tcp/{}", base + i))
+        .collect();
+    let args = |i: usize, boot: Option<&str>| -> Vec<String> {
+        let mut a: Vec<String> = ["--maintenance-interval", "2s", "--listen", &listen[i]]
+            .map(String::from)
+            .to_vec();
+        if let Some(b) = boot {
+            a.extend(["--bootstrap".to_string(), b.to_string()]);
+        }
+        a
+    };
+    let up = |i: usize, boot: Option<String>| {
+        let a = args(i, boot.as_deref());
+        let p = &profiles[i];
+        async move {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            p.up(&a).await
+        }
+    };
     let mut daemons: Vec<Option<Daemon>> = Vec::with_capacity(N);
-    daemons.push(Some(profiles[0].up(&extra).await));
+    daemons.push(Some(up(0, None).await));
     let boot = addr(daemons[0].as_ref().unwrap()).await;
-    let with_boot = ["--maintenance-interval", "2s", "--bootstrap", boot.as_str()];
-    for p in &profiles[1..] {
-        daemons.push(Some(p.up(&with_boot).await));
+    for i in 1..N {
+        daemons.push(Some(up(i, Some(boot.clone())).await));
     }
     let keys: Vec<String> = daemons
         .iter()
@@ -313,7 +334,7 @@ async fn churn_with_heavy_tailed_sessions_loses_nothing() {
                     next[i] = now + off(&mut rng);
                 }
                 None => {
-                    daemons[i] = Some(profiles[i].up(&with_boot).await);
+                    daemons[i] = Some(up(i, Some(boot.clone())).await);
                     next[i] = tokio::time::Instant::now() + on(&mut rng);
                 }
             }
@@ -335,9 +356,9 @@ async fn churn_with_heavy_tailed_sessions_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     h.fault("everyone back online".into());
-    for i in 0..N {
-        if daemons[i].is_none() {
-            daemons[i] = Some(profiles[i].up(&with_boot).await);
+    for (i, d) in daemons.iter_mut().enumerate() {
+        if d.is_none() {
+            *d = Some(up(i, Some(boot.clone())).await);
         }
     }
     eprintln!("{departures} departures, {posts} posts acknowledged");

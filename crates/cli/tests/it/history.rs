@@ -279,8 +279,21 @@ impl History {
     ) -> std::time::Duration {
         let started = std::time::Instant::now();
         let now = starling_node::clock::system_ms;
+        let told = std::sync::Mutex::new(started);
         let held = crate::harness::wait_for(limit, "the history to hold", || async {
-            self.check(nodes, now()).await.is_empty()
+            let v = self.check(nodes, now()).await;
+            // What still stands, every 10 s (`--nocapture` shows it).
+            let mut last = told.lock().expect("not poisoned");
+            if !v.is_empty() && last.elapsed() >= std::time::Duration::from_secs(10) {
+                *last = std::time::Instant::now();
+                let first = v[0].lines().next().unwrap_or_default();
+                eprintln!(
+                    "{context}: {} violations after {:.0} s, the first: {first}",
+                    v.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            v.is_empty()
         })
         .await;
         if held.is_err() {
