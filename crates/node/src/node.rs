@@ -540,6 +540,23 @@ impl Node {
         Ok(self.page(rows.into_iter().map(|r| r.post).collect(), limit))
     }
 
+    /// One author's unexpired posts that this node holds (their page; one's own
+    /// feed), newest first.
+    pub async fn posts_of(
+        &self,
+        author: AuthorId,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<TimelinePage, NodeError> {
+        let limit = limit.clamp(1, 500);
+        let s = &self.shared;
+        let rows = s
+            .store
+            .unexpired_posts_of(author, s.clock.now_ms(), limit, before)
+            .await?;
+        Ok(self.page(rows.into_iter().map(|r| r.post).collect(), limit))
+    }
+
     /// This user's expired posts, newest first.
     pub async fn archive(
         &self,

@@ -201,6 +201,33 @@ impl Store {
         .await
     }
 
+    /// `author`'s unexpired posts, newest (highest seq) first, strictly before
+    /// `before`'s seq: one user's page, and the feed of one's own posts.
+    pub async fn unexpired_posts_of(
+        &self,
+        author: AuthorId,
+        now_ms: u64,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<StoredPost>> {
+        self.read(move |c| {
+            let seq = before.map_or(i64::MAX, |cur| cur.seq as i64);
+            let mut stmt = c.prepare_cached(
+                "SELECT raw, received_at FROM posts
+                 WHERE author = ?1 AND seq < ?2 AND expires_at > ?3
+                 ORDER BY seq DESC LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![author.as_bytes(), seq, now_ms as i64, limit as i64],
+                    stored,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            collect_stored(rows)
+        })
+        .await
+    }
+
     /// `author`'s expired posts (the archive when `author` is this node's user),
     /// newest first, strictly older than `before`.
     pub async fn expired_posts_of(
