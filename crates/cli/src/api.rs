@@ -30,7 +30,7 @@ use starling_node::{
     Cursor, FollowView, Node, NodeError, NodeEvent, PostError, PostView, Status, TimelinePage,
     WhoAmI,
 };
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -80,6 +80,14 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The feeds only: a key derived from the token, for feed readers.
+        components.add_security_scheme(
+            "feed_key",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "key",
+                "the feed key `starling ui` prints; opens the feeds and nothing else",
+            ))),
+        );
     }
 }
 
@@ -99,10 +107,65 @@ pub fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(following))
         .routes(routes!(register))
         .routes(routes!(events))
-        .routes(routes!(trace));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(trace))
+        .routes(routes!(metrics))
+        .routes(routes!(crate::feeds::timeline_feed))
+        .routes(routes!(crate::feeds::posts_feed));
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
-        .split_for_parts()
+        .split_for_parts();
+    document_common_answers(&mut doc);
+    (router, doc)
+}
+
+/// Documents, on every operation, the answers that come from what stands before the
+/// handlers rather than from the handlers: the Host check and the token (every
+/// route), and the JSON body reader (every route that takes a body).
+fn document_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            let mut common = vec![
+                (
+                    "401",
+                    "the API token is missing or wrong (`unauthorized`), or the web session has ended",
+                ),
+                (
+                    "403",
+                    "the Host header does not name this server (`forbidden_host`), or a change made with the web session's cookie came from another origin (`forbidden_origin`)",
+                ),
+            ];
+            if op.request_body.is_some() {
+                common.extend([
+                    ("400", "the body is not JSON (`bad_request`)"),
+                    ("413", "the body is larger than 16 KiB (`too_large`)"),
+                    (
+                        "415",
+                        "the body is not declared `Content-Type: application/json` (`unsupported_media_type`)",
+                    ),
+                ]);
+            }
+            for (status, description) in common {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description));
+            }
+        }
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -379,14 +442,41 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme's name is
+/// case-insensitive (RFC 9110, 11.1), so `bearer` and `BEARER` work too.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// Requires the bearer token or the web session cookie.
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
+    // A feed reader may open the feeds (and nothing else) with the feed key.
+    let feed_key = (bearer.is_none() && req.uri().path().starts_with(crate::feeds::FEEDS_PREFIX))
+        .then(|| {
+            req.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("key="))
+                    .map(str::to_string)
+            })
+        })
+        .flatten();
+    if let Some(key) = feed_key {
+        let ours = crate::feeds::feed_key(&st.token);
+        return if constant_time_eq(key.as_bytes(), ours.as_bytes()) {
+            next.run(req).await
+        } else {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong feed key")
+                .into_response()
+        };
+    }
     match bearer {
         Some(t) if constant_time_eq(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong API token")
@@ -429,14 +519,14 @@ async fn api_not_found() -> ApiError {
 
 /// This profile's identity, and whether its handle is registered.
 #[utoipa::path(get, path = "/whoami", tag = "node",
-    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "who this profile is", body = WhoAmI)))]
 async fn whoami(State(st): State<ApiState>) -> Json<WhoAmI> {
     Json(st.node.whoami())
 }
 
 /// Counts, clock, network, outbox and rejected inputs.
 #[utoipa::path(get, path = "/status", tag = "node",
-    responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "the node's state", body = Status)))]
 async fn status(State(st): State<ApiState>) -> ApiResult<Json<Status>> {
     Ok(Json(st.node.status().await?))
 }
@@ -445,8 +535,10 @@ async fn status(State(st): State<ApiState>) -> ApiResult<Json<Status>> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Posts per page, 1-500 (default 20).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (absent or empty: the newest).
+    #[param(max_length = 200)]
     pub before: Option<String>,
 }
 
@@ -469,7 +561,8 @@ impl PageQuery {
 
 /// Your posts and those of everyone you follow, unexpired, newest first.
 #[utoipa::path(get, path = "/timeline", tag = "posts", params(PageQuery),
-    responses((status = 200, body = TimelinePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "a page of the timeline", body = TimelinePage),
+        (status = 400, description = "`limit` outside 1-500, or a malformed `before` cursor", body = ErrorBody)))]
 async fn timeline(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -480,7 +573,8 @@ async fn timeline(
 
 /// Your expired posts, newest first.
 #[utoipa::path(get, path = "/archive", tag = "posts", params(PageQuery),
-    responses((status = 200, body = TimelinePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "a page of the archive", body = TimelinePage),
+        (status = 400, description = "`limit` outside 1-500, or a malformed `before` cursor", body = ErrorBody)))]
 async fn archive(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -491,15 +585,21 @@ async fn archive(
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NewPost {
-    /// 1-280 characters.
-    #[schema(example = "hello, world")]
+    /// 1-280 characters (Unicode scalar values), not only white space; no control
+    /// characters but newline and tab.
+    #[schema(
+        example = "hello, world",
+        min_length = 1,
+        max_length = 280,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub body: String,
 }
 
 /// Publishes a post: stored (durably) before the answer, then pushed to followers.
 #[utoipa::path(post, path = "/posts", tag = "posts", request_body = NewPost,
-    responses((status = 201, body = PostView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+    responses((status = 201, description = "stored durably and being pushed to followers", body = PostView),
+        (status = 422, description = "a body that breaks the rules (`empty_body`, `body_too_long`, `control_character`), or a JSON body of the wrong shape", body = ErrorBody),
         (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn create_post(
     State(st): State<ApiState>,
@@ -515,16 +615,35 @@ async fn create_post(
 /// time went (monotonic clock, ns). Empty unless the daemon runs with
 /// `--trace-latency`.
 #[utoipa::path(get, path = "/trace", tag = "node",
-    responses((status = 200, body = Vec<Stamp>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "the stamps taken since the last call", body = Vec<Stamp>)))]
 async fn trace(State(st): State<ApiState>) -> Json<Vec<Stamp>> {
     Json(st.node.take_trace())
 }
 
+/// The node's metrics for Prometheus, in the OpenMetrics text format: posts held and
+/// refused by reason, followers, outbox, store size and quotas, garbage collection,
+/// sync, clock offset, peers, and libp2p's own (`libp2p_*`, `gossipsub_*`). Scrape it
+/// with the token: `authorization: {credentials_file: <profile>/api.token}`.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "the metrics (OpenMetrics 1.0 text)", content_type = "application/openmetrics-text", body = String)))]
+async fn metrics(State(st): State<ApiState>) -> ApiResult<Response> {
+    let status = st.node.status().await?;
+    let libp2p = match st.node.net() {
+        Some(net) => net.metrics_text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let text = crate::metrics::render(&status, &libp2p);
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
 /// Republishes an archived post as a new post (new seq, time and expiry).
 #[utoipa::path(post, path = "/archive/{seq}/repost", tag = "posts",
-    params(("seq" = u64, Path, description = "The archived post's number")),
-    responses((status = 201, body = PostView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("seq" = u64, Path, description = "The archived post's number", minimum = 0)),
+    responses((status = 201, description = "the new post", body = PostView),
+        (status = 400, description = "`seq` is not a post number", body = ErrorBody),
+        (status = 404, description = "no post of yours with this number (`not_in_archive`)", body = ErrorBody),
+        (status = 409, description = "the post has not expired yet (`not_expired`)", body = ErrorBody),
+        (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn repost(
     State(st): State<ApiState>,
     Path(seq): Path<String>,
@@ -537,17 +656,24 @@ async fn repost(
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Target {
-    /// A handle (`alice`, `@alice`) or a key (`12D3KooW...`).
-    #[schema(example = "alice")]
+    /// A handle (`alice`, `@alice`: 2-40 of a-z, 0-9 and `_`) or a key
+    /// (`12D3KooW...`, 52 characters of base58).
+    #[schema(
+        example = "alice",
+        pattern = r"^(@?[a-z0-9_]{2,40}|12D3KooW[1-9A-HJ-NP-Za-km-z]{44})$"
+    )]
     pub target: String,
 }
 
 /// Follows a user by handle or key. Works while they are offline: `pending` until they
 /// acknowledge.
 #[utoipa::path(post, path = "/follow", tag = "people", request_body = Target,
-    responses((status = 200, body = FollowView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
+    responses((status = 200, description = "followed (`pending` until they acknowledge)", body = FollowView),
+        (status = 404, description = "no one holds this handle (`unknown_handle`)", body = ErrorBody),
+        (status = 409, description = "the handle now names another key than the one followed before (`key_changed`)", body = ErrorBody),
+        (status = 422, description = "not a handle or key (`bad_target`), yourself (`self_follow`), or a JSON body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "the network cannot answer now: offline, or the handle's lookup failed (`network`, `handle_unconfirmed`)", body = ErrorBody),
+        (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn follow(
     State(st): State<ApiState>,
     ApiJson(t): ApiJson<Target>,
@@ -557,7 +683,8 @@ async fn follow(
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Targets {
-    /// Handles (`alice`, `@alice`) or keys (`12D3KooW...`), at most 256.
+    /// Handles (`alice`, `@alice`) or keys (`12D3KooW...`), at most 256. A target
+    /// that is neither gets its own error outcome.
     #[schema(example = json!(["alice", "bob"]), max_items = 256)]
     pub targets: Vec<String>,
 }
@@ -576,8 +703,10 @@ pub struct FollowOutcome {
 /// statements are stored in one transaction and delivered together. One outcome per
 /// target, in order; one target failing does not stop the others.
 #[utoipa::path(post, path = "/follow/many", tag = "people", request_body = Targets,
-    responses((status = 200, body = Vec<FollowOutcome>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "one outcome per target, in order", body = Vec<FollowOutcome>),
+        (status = 422, description = "more than 256 targets (`too_many_targets`), or a JSON body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "the node is offline (`network`)", body = ErrorBody),
+        (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn follow_many(
     State(st): State<ApiState>,
     ApiJson(t): ApiJson<Targets>,
@@ -611,8 +740,11 @@ async fn follow_many(
 
 /// Stops following a user.
 #[utoipa::path(post, path = "/unfollow", tag = "people", request_body = Target,
-    responses((status = 200, body = FollowView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "no longer followed", body = FollowView),
+        (status = 404, description = "you do not follow them (`not_following`), or no one holds this handle (`unknown_handle`)", body = ErrorBody),
+        (status = 422, description = "not a handle or key (`bad_target`), or a JSON body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "the network cannot answer now (`network`)", body = ErrorBody),
+        (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn unfollow(
     State(st): State<ApiState>,
     ApiJson(t): ApiJson<Target>,
@@ -622,29 +754,33 @@ async fn unfollow(
 
 /// Who follows you.
 #[utoipa::path(get, path = "/followers", tag = "people",
-    responses((status = 200, body = Vec<FollowView>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "your followers", body = Vec<FollowView>)))]
 async fn followers(State(st): State<ApiState>) -> ApiResult<Json<Vec<FollowView>>> {
     Ok(Json(st.node.followers_list().await?))
 }
 
 /// Whom you follow.
 #[utoipa::path(get, path = "/following", tag = "people",
-    responses((status = 200, body = Vec<FollowView>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "whom you follow", body = Vec<FollowView>)))]
 async fn following(State(st): State<ApiState>) -> ApiResult<Json<Vec<FollowView>>> {
     Ok(Json(st.node.following_list().await?))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// A new handle; absent: claim the current one.
-    #[schema(example = "alice")]
+    /// A new handle (2-40 of a-z, 0-9 and `_`; a leading `@` is allowed); absent:
+    /// claim the current one.
+    #[schema(example = "alice", pattern = r"^@?[a-z0-9_]{2,40}$")]
     pub handle: Option<String>,
 }
 
 /// Claims your handle (or a new one) in the network now.
 #[utoipa::path(post, path = "/register", tag = "people", request_body = RegisterRequest,
-    responses((status = 200, body = WhoAmI), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "claimed; who this profile is now", body = WhoAmI),
+        (status = 409, description = "another key holds the handle (`handle_taken`)", body = ErrorBody),
+        (status = 422, description = "not a valid handle (`bad_handle`), or a JSON body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "the network cannot confirm the claim now (`network`, `handle_unconfirmed`)", body = ErrorBody),
+        (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn register(
     State(st): State<ApiState>,
     ApiJson(r): ApiJson<RegisterRequest>,
@@ -656,7 +792,7 @@ async fn register(
 /// Server-sent events: `post` (a post entered the timeline; data is a `NodeEvent`),
 /// `follower` (someone followed you), `resync` (events were missed: reload).
 #[utoipa::path(get, path = "/events", tag = "posts",
-    responses((status = 200, content_type = "text/event-stream", body = NodeEvent), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "an endless event stream", content_type = "text/event-stream", body = NodeEvent)))]
 async fn events(State(st): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     use futures::StreamExt;
     let rx = st.node.subscribe();

@@ -35,20 +35,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a profile: a new key pair and the handle you want.
+    #[command(after_help = "Examples:\n  starling init --name alice\n  starling --profile work init --name alice_at_work")]
     Init {
         /// Your handle: 2-40 characters of a-z, 0-9 and _.
         #[arg(long)]
         name: String,
     },
     /// Run the node (the daemon) for this profile.
+    #[command(after_help = "Examples:\n  starling up\n  starling up --bootstrap /ip4/192.0.2.7/tcp/7421/p2p/12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5\n  starling --profile work up\n  starling up --config deploy/starling.toml\n  starling up --offline --post-ttl 1h")]
     Up(Box<UpArgs>),
     /// Publish a post (1-280 characters). Reads standard input when TEXT is `-` or absent.
+    #[command(after_help = "Examples:\n  starling post \"hello, world\"\n  starling post -   (reads the post from standard input)")]
     Post { text: Vec<String> },
     /// Show your timeline, newest first.
+    #[command(after_help = "Examples:\n  starling timeline\n  starling timeline --limit 100\n  starling timeline --before 1733580000000-12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5-7\n  starling --json timeline")]
     Timeline(PageArgs),
     /// Show your expired posts (the archive).
+    #[command(after_help = "Examples:\n  starling archive\n  starling archive --limit 5")]
     Archive(PageArgs),
     /// Republish a post from your archive as a new post.
+    #[command(after_help = "Examples:\n  starling repost 3   (3: a number `starling archive` shows)")]
     Repost {
         /// The archived post's number (as shown by `starling archive`).
         seq: u64,
@@ -56,37 +62,65 @@ pub enum Command {
     /// Follow users, by handle (`alice` or `@alice`) or key (`12D3KooW...`). Works
     /// while they are offline. Several at once (at most 256) are stored and
     /// delivered together.
+    #[command(after_help = "Examples:\n  starling follow bob\n  starling follow @bob carol dave\n  starling follow 12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5")]
     Follow {
         #[arg(required = true, num_args = 1..=256)]
         targets: Vec<String>,
     },
     /// Stop following a user.
+    #[command(after_help = "Examples:\n  starling unfollow bob\n  starling unfollow 12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5")]
     Unfollow { target: String },
     /// Who follows you.
+    #[command(after_help = "Examples:\n  starling followers\n  starling followers --json")]
     Followers,
     /// Whom you follow (and whether they have acknowledged it yet).
+    #[command(after_help = "Examples:\n  starling following\n  starling following --json")]
     Following,
     /// Claim your handle in the network now, or switch to a new one.
+    #[command(after_help = "Examples:\n  starling register\n  starling register alice_b")]
     Register {
         /// A new handle (2-40 characters of a-z, 0-9 and _); default: your current one.
         handle: Option<String>,
     },
     /// Print the web UI's sign-in link for this profile's running node.
-    Ui,
+    #[command(after_help = "Examples:\n  starling ui\n  starling ui --open\n  starling --profile work ui --open")]
+    Ui {
+        /// Open the link in the web browser (`$BROWSER`, else the desktop's default).
+        #[arg(long)]
+        open: bool,
+    },
     /// The interactive menu: post, timeline, followers, following, follow, unfollow,
     /// repost from storage, logout.
+    #[command(after_help = "Examples:\n  starling shell\n  starling --profile work shell")]
     Shell,
     /// Start a few named nodes on this machine (loopback), already following each
     /// other, and print their web UI links. Ctrl-C stops them all.
+    #[command(after_help = "Examples:\n  starling devnet\n  starling devnet --nodes 5 --post-ttl 1m\n  starling devnet --dir /tmp/starling-dev --quiet")]
     Devnet(DevnetArgs),
     /// Show this profile's identity.
+    #[command(after_help = "Examples:\n  starling whoami\n  starling --profile work whoami --json")]
     Whoami,
     /// Show the daemon's state.
+    #[command(after_help = "Examples:\n  starling status\n  starling status --json")]
     Status,
     /// Run a bootstrap and relay node for a server: no user, no posts. Peers behind
     /// NAT reserve slots on it and are reached through it until hole punching gives
     /// them a direct connection. Its key and peer table live in the data directory.
+    #[command(after_help = "Examples:\n  starling relay\n  starling relay --config deploy/relay.toml --external-address /dns4/relay.example.org/tcp/7421")]
     Relay(Box<RelayArgs>),
+    /// Print the completion script for a shell.
+    #[command(after_help = "Examples:\n  starling completions bash > ~/.local/share/bash-completion/completions/starling\n  starling completions zsh > ~/.zfunc/_starling\n  starling completions fish > ~/.config/fish/completions/starling.fish")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(after_help = "Examples:\n  starling man | man -l -\n  starling man --dir ~/.local/share/man/man1")]
+    Man {
+        /// Write starling.1 and a page per command (starling-up.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -231,4 +265,42 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be longer than zero".into());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// Every command's `--help` ends with examples, and every example is a command
+    /// line that parses (the part before a pipe or redirection, without the note in
+    /// parentheses).
+    #[test]
+    fn every_command_has_examples_that_parse() {
+        let cmd = Cli::command();
+        let mut checked = 0;
+        for sub in cmd.get_subcommands() {
+            let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            let examples: Vec<&str> = help
+                .lines()
+                .skip_while(|l| *l != "Examples:")
+                .skip(1)
+                .collect();
+            assert!(!examples.is_empty(), "`{}` has no examples", sub.get_name());
+            for example in examples {
+                let line = example.trim();
+                let line = line.split(" | ").next().unwrap_or(line);
+                let line = line.split(" > ").next().unwrap_or(line);
+                let line = line.split("   (").next().unwrap_or(line);
+                let words = shlex::split(line).unwrap_or_else(|| panic!("quotes in {line:?}"));
+                assert_eq!(words[0], "starling", "{example}");
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("the example {example:?} does not parse: {e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "{checked}");
+    }
 }

@@ -14,18 +14,14 @@ use crate::web::Sessions;
 
 pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
     let profile = Profile::open(dir.path())?;
-    let settings = Settings::resolve(dir, &args)?;
+    let mut settings = Settings::resolve(dir, &args)?;
     let _lock = dir.lock()?;
     dir.make_private()?;
     let token: Arc<str> = dir.token()?.into();
-    let listener = tokio::net::TcpListener::bind(settings.api_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: another program (or daemon) uses it; pick another with --api-addr 127.0.0.1:0",
-                settings.api_addr
-            )
-        })?;
+    let mut ports = crate::ports::Fallback::load(dir);
+    let listener = crate::ports::bind_api(&settings, &mut ports).await?;
+    crate::ports::choose_p2p_port(&mut settings, &mut ports);
+    ports.save(dir);
     let addr = listener.local_addr()?;
     let node = Node::start(profile.clone(), settings.node).await?;
 

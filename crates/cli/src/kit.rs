@@ -175,9 +175,24 @@ impl Daemon {
     /// /ip4/127.0.0.1/tcp/0 --dht-refresh off`, then `args`. Its output goes to the
     /// profile's `daemon.log` (mode 0600: it holds the sign-in link).
     pub async fn start<S: AsRef<OsStr>>(
+        starling: Command,
+        dir: &ProfileDir,
+        args: &[S],
+    ) -> anyhow::Result<Self> {
+        Self::launch(starling, dir, args, true).await
+    }
+
+    /// Starts the daemon as a user would, with plain `starling up` (default ports,
+    /// every interface; `--stop-on-stdin-eof` only) and waits until its API answers.
+    pub async fn start_plain(starling: Command, dir: &ProfileDir) -> anyhow::Result<Self> {
+        Self::launch::<&str>(starling, dir, &[], false).await
+    }
+
+    async fn launch<S: AsRef<OsStr>>(
         mut starling: Command,
         dir: &ProfileDir,
         args: &[S],
+        on_loopback: bool,
     ) -> anyhow::Result<Self> {
         let profile = Profile::open(dir.path())?;
         let token = dir.token()?;
@@ -193,10 +208,10 @@ impl Daemon {
             .arg("--data-dir")
             .arg(dir.path())
             .args(["up", "--stop-on-stdin-eof"]);
-        if !args.iter().any(|a| a.as_ref() == "--api-addr") {
+        if on_loopback && !args.iter().any(|a| a.as_ref() == "--api-addr") {
             starling.args(["--api-addr", "127.0.0.1:0"]);
         }
-        if !args.iter().any(|a| a.as_ref() == "--offline") {
+        if on_loopback && !args.iter().any(|a| a.as_ref() == "--offline") {
             starling.args(["--listen", "/ip4/127.0.0.1/tcp/0", "--dht-refresh", "off"]);
         }
         let mut process = Process::spawn(starling.args(args).stdout(log.try_clone()?).stderr(log))

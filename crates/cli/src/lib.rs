@@ -24,8 +24,11 @@ mod args;
 mod client;
 mod daemon;
 mod devnet;
+mod feeds;
 pub mod kit;
+mod metrics;
 mod output;
+mod ports;
 mod relay;
 mod settings;
 mod shell;
@@ -243,6 +246,7 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
             print(json, &p, |p| format!("Reposted #{seq} as #{}", p.seq))
         }
         Command::Follow { targets } if targets.len() > 1 => {
+            let targets = targets.iter().map(|t| t.trim().to_string()).collect();
             let client = Client::for_profile(&dir)?;
             let outcomes: Vec<api::FollowOutcome> = client
                 .post("/follow/many", &api::Targets { targets })
@@ -265,7 +269,7 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Follow { mut targets } => {
-            let target = targets.pop().expect("clap requires one");
+            let target = targets.pop().expect("clap requires one").trim().to_string();
             let client = Client::for_profile(&dir)?;
             let f: FollowView = client.post("/follow", &Target { target }).await?;
             print(json, &f, |f| {
@@ -277,6 +281,7 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
         }
         Command::Unfollow { target } => {
             let client = Client::for_profile(&dir)?;
+            let target = target.trim().to_string();
             let f: FollowView = client.post("/unfollow", &Target { target }).await?;
             print(json, &f, |f| {
                 format!("No longer following {}.", output::who_follow(f))
@@ -309,7 +314,26 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
                 format!("@{} is registered to your key.", w.handle)
             })
         }
-        Command::Ui => {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "starling", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir: None } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(())
+        }
+        Command::Man { dir: Some(out) } => {
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(cmd, &out)
+                .with_context(|| format!("cannot write the pages into {}", out.display()))?;
+            println!("manual pages written to {}", out.display());
+            Ok(())
+        }
+        Command::Ui { open } => {
             let endpoint = dir
                 .running_endpoint()
                 .ok_or_else(|| client::ClientError::NoDaemon {
@@ -317,9 +341,32 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
                 })?;
             let token = Profile::open(dir.path())?.dir.token()?;
             let url = format!("{}/login?token={token}", endpoint.url);
-            print(json, &serde_json::json!({ "url": url }), |_| {
-                format!("Open this link in your browser (it signs you in; keep it private):\n{url}")
-            })
+            let key = feeds::feed_key(&token);
+            let feed = |kind: &str| {
+                format!(
+                    "{}{}{kind}.atom?key={key}",
+                    endpoint.url,
+                    feeds::FEEDS_PREFIX
+                )
+            };
+            let (timeline, posts) = (feed("timeline"), feed("posts"));
+            print(
+                json,
+                &serde_json::json!({ "url": url, "feeds": { "timeline": timeline, "posts": posts } }),
+                |_| {
+                    format!(
+                        "Open this link in your browser (it signs you in; keep it private):\n{url}\n\n\
+                         Atom feeds for a feed reader (their key reads the feeds only):\n\
+                         timeline: {timeline}\nyour posts: {posts}"
+                    )
+                },
+            )?;
+            if open {
+                webbrowser::open(&url).with_context(|| {
+                    format!("cannot open a web browser (set $BROWSER to one); open the link above yourself")
+                })?;
+            }
+            Ok(())
         }
         Command::Shell => shell::run(&dir).await,
         Command::Devnet(args) => devnet::run(args).await,

@@ -192,6 +192,11 @@ impl ConfigFile {
 pub struct Settings {
     pub api_addr: SocketAddr,
     pub node: NodeConfig,
+    /// The API address and the peer-to-peer listen addresses are the defaults (no
+    /// flag or config named them): when their ports are taken (another profile's
+    /// daemon), `up` takes free ones instead.
+    pub default_api_addr: bool,
+    pub default_listen: bool,
 }
 
 fn duration(field: &str, s: &str) -> anyhow::Result<Duration> {
@@ -216,6 +221,8 @@ impl Settings {
         });
         let file = ConfigFile::read(file_path.as_deref())?;
 
+        let default_api_addr = args.api_addr.is_none() && file.api_addr.is_none();
+        let default_listen = args.net.listen.is_empty() && file.listen.is_none();
         let api_addr = match (args.api_addr, file.api_addr) {
             (Some(a), _) | (None, Some(a)) => a,
             (None, None) => DEFAULT_API_ADDR.parse().expect("literal"),
@@ -284,11 +291,21 @@ impl Settings {
         };
         if args.offline || file.offline.unwrap_or(false) {
             node.network = None;
-            return Ok(Self { api_addr, node });
+            return Ok(Self {
+                api_addr,
+                node,
+                default_api_addr,
+                default_listen,
+            });
         }
         let net = file.network(&args.net, NetConfig::default(), RelayLimits::default())?;
         node.network = Some(net);
-        Ok(Self { api_addr, node })
+        Ok(Self {
+            api_addr,
+            node,
+            default_api_addr,
+            default_listen,
+        })
     }
 }
 

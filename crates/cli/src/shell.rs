@@ -121,7 +121,8 @@ async fn follow(client: &Client) -> anyhow::Result<()> {
     let Some(target) = ask("Follow whom? (handle or key): ")? else {
         return Ok(());
     };
-    if target.trim().is_empty() {
+    let target = target.trim().to_string();
+    if target.is_empty() {
         return Ok(());
     }
     let f: FollowView = client.post("/follow", &Target { target }).await?;

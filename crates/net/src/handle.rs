@@ -20,6 +20,11 @@ pub(crate) enum Command {
     Status {
         reply: oneshot::Sender<NetStatus>,
     },
+    /// libp2p's own metrics (swarm, Kademlia, gossipsub, identify, ping, relay,
+    /// hole punching), in the OpenMetrics text format.
+    Metrics {
+        reply: oneshot::Sender<String>,
+    },
     /// Peers in the routing table we are connected to now, with their addresses.
     ConnectedPeers {
         reply: oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>,
@@ -170,6 +175,11 @@ impl Net {
 
     pub async fn status(&self) -> Result<NetStatus, NetError> {
         self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// libp2p's own metrics, in the OpenMetrics text format (ending in `# EOF`).
+    pub async fn metrics_text(&self) -> Result<String, NetError> {
+        self.ask(|reply| Command::Metrics { reply }).await
     }
 
     /// The peers in the routing table we are connected to now, with the addresses

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 pub use libp2p::gossipsub::{MessageAcceptance, MessageId};
 pub use libp2p::request_response::ResponseChannel;
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, multiaddr};
 use starling_core::AuthorId;
 use thiserror::Error;
 

@@ -224,6 +224,9 @@ impl SimNetwork {
     fn handle(&self, me: PeerId, life: u64, cmd: Command) {
         let mut w = self.world();
         match cmd {
+            Command::Metrics { reply } => {
+                let _ = reply.send("# EOF\n".to_string());
+            }
             Command::Status { reply } => {
                 let connected = w.others(me);
                 let subscribed = w.topics.values().filter(|s| s.contains(&me)).count();

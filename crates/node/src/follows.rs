@@ -486,14 +486,19 @@ enum Target {
 }
 
 impl Target {
-    fn parse(target: &str) -> Result<Self, NodeError> {
-        let t = target.trim();
+    /// A handle (`alice`, `@alice`) or a key, exactly: no white space around it (the
+    /// command line and the web UI trim what people type).
+    fn parse(t: &str) -> Result<Self, NodeError> {
+        let bad = || NodeError::BadTarget(t.chars().take(80).collect());
+        if t.trim() != t {
+            return Err(bad());
+        }
         if let Ok(key) = t.parse::<AuthorId>() {
             return Ok(Target::Key(key));
         }
-        Handle::parse(t.trim_start_matches('@'))
+        Handle::parse(t.strip_prefix('@').unwrap_or(t))
             .map(Target::Handle)
-            .map_err(|_| NodeError::BadTarget(t.to_string()))
+            .map_err(|_| bad())
     }
 }
 

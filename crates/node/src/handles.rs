@@ -190,7 +190,7 @@ impl Online {
     ) -> Result<HandleState, NodeError> {
         let s = &self.shared;
         let handle = match new_handle {
-            Some(h) => Handle::parse(h.trim_start_matches('@'))?,
+            Some(h) => Handle::parse(h.strip_prefix('@').unwrap_or(h))?,
             None => s.handle(),
         };
         let state = self.try_claim(&handle).await;

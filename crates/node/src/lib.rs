@@ -46,8 +46,9 @@ pub use node::{Node, NodeConfig, NodeError, NodeEvent};
 pub use profile::{Endpoint, Profile, ProfileDir, ProfileError};
 pub use skew::FutureRefusals;
 pub use starling_core::{AuthorId, PostError};
-pub use starling_net::{Multiaddr, Net, NetConfig, NetEvent, RelayLimits};
+pub use starling_net::{Multiaddr, Net, NetConfig, NetEvent, RelayLimits, multiaddr};
 pub use starling_store::{Cursor, Quota};
 pub use view::{
-    FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI,
+    FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, StoreStatus,
+    TimelinePage, WhoAmI,
 };

@@ -29,7 +29,8 @@ use crate::skew::Skew;
 use crate::tasks::Tasks;
 use crate::trace::{Stage, Stamp, Trace};
 use crate::view::{
-    ClockStatus, FlaggedAuthor, FollowView, HandleState, PostView, Status, TimelinePage, WhoAmI,
+    ClockStatus, FlaggedAuthor, FollowView, HandleState, PostView, Status, StoreStatus,
+    TimelinePage, WhoAmI,
 };
 
 /// How a node runs; the defaults are what `starling up` uses.
@@ -627,6 +628,11 @@ impl Node {
             following: s.follows.len() as u64,
             followers,
             outbox_pending,
+            store: StoreStatus {
+                disk_bytes: s.store.disk_bytes(),
+                quota_per_author: s.config.quota.per_author,
+                quota_total: s.config.quota.total,
+            },
             rejected: s.metrics.rejected(),
             counters: s
                 .metrics
@@ -666,9 +672,13 @@ impl Node {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            self.shared.metrics.inc("gc.runs");
             match self.collect_garbage().await {
                 Ok(0) => {}
-                Ok(n) => tracing::debug!(deleted = n, "expired posts collected"),
+                Ok(n) => {
+                    self.shared.metrics.add("gc.deleted", n as u64);
+                    tracing::debug!(deleted = n, "expired posts collected");
+                }
                 Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
             }
             let s = &self.shared;

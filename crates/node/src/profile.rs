@@ -198,6 +198,12 @@ impl ProfileDir {
         self.file("peers.json")
     }
 
+    /// `ports.json`: the ports `starling up` fell back to when the defaults were
+    /// taken, tried first at the next start (the web UI link stays the same).
+    pub fn ports_path(&self) -> PathBuf {
+        self.file("ports.json")
+    }
+
     /// Writes a new key; refuses to replace one.
     fn write_key(&self, identity: &Identity) -> Result<(), ProfileError> {
         write_private(&self.key_path(), &identity.to_keyfile())

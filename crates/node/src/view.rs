@@ -188,6 +188,7 @@ pub struct Status {
     pub followers: u64,
     /// Follow statements not yet acknowledged by their followee.
     pub outbox_pending: u64,
+    pub store: StoreStatus,
     /// Inputs refused, by reason (bad_signature, equivocation, from_future, ...).
     pub rejected: BTreeMap<String, u64>,
     /// Other counted events (posts received by gossip and sync, ignored messages, ...).
@@ -197,6 +198,17 @@ pub struct Status {
     pub flagged: Vec<FlaggedAuthor>,
     /// `None` when the node runs without network.
     pub network: Option<NetworkStatus>,
+}
+
+/// The store on disk and the limits on what it keeps of others.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct StoreStatus {
+    /// The database and its write-ahead log, in bytes.
+    pub disk_bytes: u64,
+    /// Posts kept per followed author at most (their newest).
+    pub quota_per_author: u64,
+    /// Posts of others kept in all at most.
+    pub quota_total: u64,
 }
 
 /// An author with proof of equivocation.

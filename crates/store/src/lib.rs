@@ -166,6 +166,20 @@ impl Store {
         &self.inner.path
     }
 
+    /// Bytes the store takes on disk: the database and its write-ahead log.
+    pub fn disk_bytes(&self) -> u64 {
+        let wal = {
+            let mut p = self.inner.path.clone().into_os_string();
+            p.push("-wal");
+            std::path::PathBuf::from(p)
+        };
+        [self.inner.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Disk flushes (fsync) the store has asked for so far: one per durable commit
     /// that wrote something, two per checkpoint that copied frames. None inline (the simulator's store
     /// flushes nothing it counts).

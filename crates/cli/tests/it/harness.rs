@@ -134,6 +134,14 @@ impl Profile {
     pub async fn try_up(&self, extra: &[&str]) -> anyhow::Result<Daemon> {
         Daemon::start(self.daemon_command(), &ProfileDir::new(&self.dir), extra).await
     }
+
+    /// Plain `starling up`, as a user types it: the default ports (7420 for the API,
+    /// 7421 for peers on every interface; free ones when those are taken).
+    pub async fn up_plain(&self) -> Daemon {
+        Daemon::start_plain(self.daemon_command(), &ProfileDir::new(&self.dir))
+            .await
+            .unwrap()
+    }
 }
 
 /// The daemon's handle state (`registered`, `pending`, `taken`...), from `/whoami`.

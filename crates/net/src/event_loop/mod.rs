@@ -79,8 +79,10 @@ pub(crate) struct EventLoop {
     own_topic: libp2p::gossipsub::TopicHash,
     /// Connections that followers alone may hold (see `Connections::admit_follower`).
     follower_slots: usize,
-    /// libp2p's own counters (gossipsub's).
+    /// libp2p's own counters (gossipsub's, and libp2p-metrics' of the swarm and
+    /// the other protocols).
     registry: prometheus_client::registry::Registry,
+    metrics: libp2p::metrics::Metrics,
 }
 
 /// Gossip messages received (duplicates included) and their bytes, summed over
@@ -111,6 +113,7 @@ impl EventLoop {
     ) -> Result<Self, NetError> {
         let mut registry = prometheus_client::registry::Registry::default();
         let mut swarm = build::swarm(identity, config, &mut registry)?;
+        let metrics = libp2p::metrics::Metrics::new(&mut registry);
         build::listen(&mut swarm, &config.listen).await?;
         build::load_records(&mut swarm, &config.initial_records);
         let bootstrap_peers = build::dial_bootstrap(&mut swarm, &config.bootstrap)?;
@@ -129,6 +132,7 @@ impl EventLoop {
             own_topic: crate::protocol::feed_topic(&identity.author()).hash(),
             follower_slots: (config.max_connections as usize * 3 / 4).max(1),
             registry,
+            metrics,
         })
     }
 
@@ -177,6 +181,14 @@ impl EventLoop {
         match cmd {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Metrics { reply } => {
+                let mut text = String::new();
+                if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry)
+                {
+                    tracing::warn!(error = %e, "metrics could not be encoded");
+                }
+                let _ = reply.send(text);
             }
             Command::IsConnected { peer, reply } => {
                 let _ = reply.send(swarm.is_connected(&peer));
@@ -322,7 +334,23 @@ impl EventLoop {
         }
     }
 
+    /// Counts an event in libp2p-metrics' families.
+    fn record(&self, ev: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(_) => {}
+            other => self.metrics.record(other),
+        }
+    }
+
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.record(&ev);
         match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
