@@ -87,6 +87,17 @@ pub enum Command {
     /// NAT reserve slots on it and are reached through it until hole punching gives
     /// them a direct connection. Its key and peer table live in the data directory.
     Relay(Box<RelayArgs>),
+    /// Write your key (encrypted with a passphrase), your posts (the archive too),
+    /// your follows and your followers to FILE, to move to another machine. Works
+    /// with the node running or not.
+    Export(crate::backup::ExportArgs),
+    /// Restore a profile from `starling export`'s file into this (new) data
+    /// directory: the same key, posts, follows and followers.
+    Import(crate::backup::ImportArgs),
+    /// Your key as 24 words to write down (`backup`), and a profile from them
+    /// (`restore`).
+    #[command(subcommand)]
+    Key(crate::backup::KeyCommand),
 }
 
 #[derive(Debug, Args)]
