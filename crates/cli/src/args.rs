@@ -121,6 +121,20 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Write your key (encrypted with a passphrase), your posts (the archive too),
+    /// your follows and your followers to FILE, to move to another machine. Works
+    /// with the node running or not.
+    #[command(after_help = "Examples:\n  starling export alice.starling\n  starling export alice.starling --passphrase-file ~/.starling-pass --force\n  starling --profile work export -   (to standard output)")]
+    Export(crate::backup::ExportArgs),
+    /// Restore a profile from `starling export`'s file into this (new) data
+    /// directory: the same key, posts, follows and followers.
+    #[command(after_help = "Examples:\n  starling import alice.starling\n  starling --profile laptop import alice.starling\n  starling --data-dir /srv/alice import alice.starling --force")]
+    Import(crate::backup::ImportArgs),
+    /// Your key as 24 words to write down (`backup`), and a profile from them
+    /// (`restore`).
+    #[command(subcommand)]
+    #[command(after_help = "Examples:\n  starling key backup\n  starling --profile laptop key restore --name alice")]
+    Key(crate::backup::KeyCommand),
 }
 
 #[derive(Debug, Args)]

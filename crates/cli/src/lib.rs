@@ -7,6 +7,7 @@
 //! (HTTP API and OpenAPI document), `web` (web UI), `client` (HTTP client of the other
 //! commands), `output` (text for people), `shell` (the menu), `devnet` (local network),
 //! `relay` (a bootstrap and relay node without a user),
+//! `backup` (export, import, the key as 24 words),
 //! and [`kit`]: starting daemons, calling them and waiting on them, for devnet, the
 //! benchmark harness and the end-to-end tests.
 
@@ -21,6 +22,7 @@ macro_rules! say {
 
 mod api;
 mod args;
+mod backup;
 mod client;
 mod daemon;
 mod devnet;
@@ -380,6 +382,12 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
             let client = Client::for_profile(&dir)?;
             let s: Status = client.get("/status").await?;
             print(json, &s, output::status)
+        }
+        Command::Export(args) => backup::export(&dir, args, json),
+        Command::Import(args) => backup::import(&dir, args, json).await,
+        Command::Key(backup::KeyCommand::Backup) => backup::key_backup(&dir, json),
+        Command::Key(backup::KeyCommand::Restore { name }) => {
+            backup::key_restore(&dir, &name, json)
         }
     }
 }

@@ -23,7 +23,8 @@ pub enum KeyError {
 }
 
 /// A user's signing identity. The secret never leaves this type except through
-/// [`Identity::to_keyfile`] (for the key file) and [`Identity::to_libp2p`].
+/// [`Identity::to_keyfile`] (for the key file), [`Identity::to_libp2p`] and
+/// [`Identity::secret_bytes`] (for a backup, encrypted or as words).
 #[derive(Clone)]
 pub struct Identity {
     signing: SigningKey,
@@ -49,6 +50,12 @@ impl Identity {
         Self {
             signing: SigningKey::from_bytes(&bytes),
         }
+    }
+
+    /// The 32-byte secret seed ([`Identity::from_secret_bytes`] takes it back): what
+    /// a backup must hold. The caller wipes it when done.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.signing.to_bytes()
     }
 
     pub fn author(&self) -> AuthorId {
@@ -237,6 +244,8 @@ mod tests {
         let id = Identity::generate();
         let again = Identity::from_keyfile(&id.to_keyfile()).unwrap();
         assert_eq!(again.author(), id.author());
+        let seeded = Identity::from_secret_bytes(id.secret_bytes());
+        assert_eq!(seeded.author(), id.author());
         assert_eq!(
             Identity::from_keyfile(b"garbage").unwrap_err(),
             KeyError::BadKeyFile

@@ -313,7 +313,17 @@ impl Node {
         if let Some(h) = &head {
             clock.start_after(h.ts);
         }
-        let followed = store.following(true).await?;
+        let statements = store.following(false).await?;
+        // Our statements' stamps too: the newest statement per followee wins, so the
+        // HLC must not go back below them, even on a machine a profile was imported
+        // to whose clock is behind the old one's.
+        if let Some(ts) = statements.iter().map(|r| r.statement.ts).max() {
+            clock.start_after(ts);
+        }
+        let followed: Vec<_> = statements
+            .into_iter()
+            .filter(|r| r.statement.following)
+            .collect();
         let following: BTreeSet<AuthorId> = followed.iter().map(|r| r.statement.followee).collect();
         let mut names: HashMap<AuthorId, String> = store.pins().await?.into_iter().collect();
         for row in followed {

@@ -10,10 +10,13 @@
 //!   timeline, the archive, sync ranges, and the garbage collector.
 //! - [`social`]: follow statements (ours, with their outbox state and catch-up
 //!   position; and our followers'), and handle pins (trust on first use).
+//! - [`backup`]: a read-only snapshot of a profile's own records, for an export
+//!   (beside a running daemon or without one).
 //!
 //! Reads use a small pool of read-only connections (WAL lets them run beside the
 //! writer). All calls are async and run SQLite on blocking threads.
 
+pub mod backup;
 mod checkpoint;
 pub mod migrations;
 pub mod posts;

@@ -181,6 +181,26 @@ fn put_following_on(
     Ok(true)
 }
 
+fn put_follower_on(c: &rusqlite::Connection, st: &FollowStatement, now_ms: u64) -> Result<bool> {
+    let n = c
+        .prepare_cached(
+            "INSERT INTO followers (follower, following, ts, statement, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (follower) DO UPDATE SET
+                following = excluded.following, ts = excluded.ts,
+                statement = excluded.statement, received_at = excluded.received_at
+             WHERE excluded.ts > followers.ts",
+        )?
+        .execute(params![
+            st.follower.as_bytes(),
+            st.following as i64,
+            st.ts.0 as i64,
+            st.as_bytes(),
+            now_ms as i64
+        ])?;
+    Ok(n > 0)
+}
+
 impl Store {
     /// Records our own statement if it is newer than the one held. A new follow
     /// restarts catch-up from the beginning. Returns whether it was stored.
@@ -347,24 +367,20 @@ impl Store {
     /// Records a follower's statement if newer than the one held; returns whether it
     /// was stored.
     pub async fn put_follower(&self, st: FollowStatement, now_ms: u64) -> Result<bool> {
+        self.write(move |c| put_follower_on(c, &st, now_ms)).await
+    }
+
+    /// Records several followers' statements in one transaction, each as
+    /// [`Store::put_follower`] would (restoring an export).
+    pub async fn put_followers(&self, statements: Vec<FollowStatement>, now_ms: u64) -> Result<()> {
+        if statements.is_empty() {
+            return Ok(());
+        }
         self.write(move |c| {
-            let n = c
-                .prepare_cached(
-                    "INSERT INTO followers (follower, following, ts, statement, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (follower) DO UPDATE SET
-                        following = excluded.following, ts = excluded.ts,
-                        statement = excluded.statement, received_at = excluded.received_at
-                     WHERE excluded.ts > followers.ts",
-                )?
-                .execute(params![
-                    st.follower.as_bytes(),
-                    st.following as i64,
-                    st.ts.0 as i64,
-                    st.as_bytes(),
-                    now_ms as i64
-                ])?;
-            Ok(n > 0)
+            for st in &statements {
+                put_follower_on(c, st, now_ms)?;
+            }
+            Ok(())
         })
         .await
     }

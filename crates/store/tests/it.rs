@@ -505,3 +505,73 @@ async fn the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded() {
         len(&wal)
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_reads_own_records_beside_the_writer() {
+    use starling_store::backup::Snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("starling.db");
+    assert!(Snapshot::open(&path).unwrap().is_none(), "no database yet");
+    let store = open(&dir);
+    let (me, bob, carol) = (
+        Identity::from_secret_bytes([1; 32]),
+        Identity::from_secret_bytes([2; 32]),
+        Identity::from_secret_bytes([3; 32]),
+    );
+    // Ours, one expired; and someone else's, which is not ours to export.
+    let ours: Vec<Post> = (1..=5)
+        .map(|s| post(&me, s, NOW + s, if s == 1 { 1 } else { HOUR }, "mine"))
+        .collect();
+    store.insert_posts(ours.clone(), NOW).await.unwrap();
+    store
+        .insert_posts(vec![post(&bob, 1, NOW, HOUR, "bob's")], NOW)
+        .await
+        .unwrap();
+    store
+        .put_following(follow(&me, &bob, true, 10), Some("bob".into()), NOW)
+        .await
+        .unwrap();
+    store
+        .put_following(follow(&me, &carol, false, 11), None, NOW)
+        .await
+        .unwrap();
+    store
+        .put_followers(vec![follow(&bob, &me, true, 12)], NOW)
+        .await
+        .unwrap();
+
+    let snap = Snapshot::open(&path).unwrap().unwrap();
+    let first = snap.posts_of(me.author(), 0, 3).unwrap();
+    // The snapshot holds: a post written after its first read is not in it.
+    store
+        .insert_posts(vec![post(&me, 6, NOW + 6, HOUR, "later")], NOW)
+        .await
+        .unwrap();
+    let rest = snap
+        .posts_of(me.author(), first.last().unwrap().0, 3)
+        .unwrap();
+    let all: Vec<Vec<u8>> = first.into_iter().chain(rest).map(|(_, raw)| raw).collect();
+    let want: Vec<Vec<u8>> = ours.iter().map(|p| p.as_bytes().to_vec()).collect();
+    assert_eq!(all, want);
+    let following = snap.following().unwrap();
+    assert_eq!(following.len(), 2);
+    assert_eq!(following[0].handle.as_deref(), Some("bob"));
+    assert_eq!(
+        following[1].statement,
+        follow(&me, &carol, false, 11).as_bytes()
+    );
+    assert_eq!(
+        snap.followers().unwrap(),
+        [follow(&bob, &me, true, 12).as_bytes().to_vec()]
+    );
+    drop(snap);
+    assert_eq!(
+        Snapshot::open(&path)
+            .unwrap()
+            .unwrap()
+            .posts_of(me.author(), 5, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}

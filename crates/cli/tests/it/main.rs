@@ -2,6 +2,7 @@
 //! 127.0.0.1, real SQLite files in temporary directories.
 
 mod api_doc;
+mod backup;
 mod browser;
 mod clock;
 mod command_line;
