@@ -480,13 +480,15 @@ impl Online {
 }
 
 /// What a follow or unfollow names.
-enum Target {
+/// What a user names someone by: a key (`12D3KooW...`) or a handle (`alice`,
+/// `@alice`).
+pub(crate) enum Target {
     Key(AuthorId),
     Handle(Handle),
 }
 
 impl Target {
-    fn parse(target: &str) -> Result<Self, NodeError> {
+    pub(crate) fn parse(target: &str) -> Result<Self, NodeError> {
         let t = target.trim();
         if let Ok(key) = t.parse::<AuthorId>() {
             return Ok(Target::Key(key));

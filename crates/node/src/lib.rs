@@ -49,5 +49,6 @@ pub use starling_core::{AuthorId, PostError};
 pub use starling_net::{Multiaddr, Net, NetConfig, NetEvent, RelayLimits};
 pub use starling_store::{Cursor, Quota};
 pub use view::{
-    FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage, WhoAmI,
+    FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, TimelinePage,
+    UserView, WhoAmI,
 };
