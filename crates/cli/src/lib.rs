@@ -4,8 +4,9 @@
 //! same way, to run real daemons from its own executable.
 //!
 //! Layout: `args` (flags), `settings` (flags + config file), `daemon` (`up`), `api`
-//! (HTTP API and OpenAPI document), `web` (web UI), `client` (HTTP client of the other
-//! commands), `output` (text for people), `shell` (the menu), `devnet` (local network),
+//! (HTTP API and OpenAPI document), `users` (the API's user pages), `web` (web UI),
+//! `client` (HTTP client of the other commands), `output` (text for people),
+//! `shell` (the menu), `devnet` (local network),
 //! `relay` (a bootstrap and relay node without a user),
 //! and [`kit`]: starting daemons, calling them and waiting on them, for devnet, the
 //! benchmark harness and the end-to-end tests.
@@ -29,6 +30,7 @@ mod output;
 mod relay;
 mod settings;
 mod shell;
+mod users;
 mod web;
 
 use std::io::{IsTerminal, Read};
