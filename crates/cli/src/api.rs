@@ -106,6 +106,8 @@ pub fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(followers))
         .routes(routes!(following))
         .routes(routes!(register))
+        .routes(routes!(crate::users::user))
+        .routes(routes!(crate::users::user_posts))
         .routes(routes!(events))
         .routes(routes!(trace))
         .routes(routes!(metrics))

@@ -30,7 +30,7 @@ pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
         node: node.clone(),
         token: token.clone(),
         addr,
-        sessions: Arc::new(Sessions::new(addr.port())),
+        sessions: Arc::new(Sessions::kept_in(addr.port(), dir)?),
         shutdown: shutdown.clone(),
     };
     let endpoint = Endpoint {

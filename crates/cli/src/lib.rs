@@ -4,8 +4,9 @@
 //! same way, to run real daemons from its own executable.
 //!
 //! Layout: `args` (flags), `settings` (flags + config file), `daemon` (`up`), `api`
-//! (HTTP API and OpenAPI document), `web` (web UI), `client` (HTTP client of the other
-//! commands), `output` (text for people), `shell` (the menu), `devnet` (local network),
+//! (HTTP API and OpenAPI document), `users` (the API's user pages), `web` (web UI),
+//! `client` (HTTP client of the other commands), `output` (text for people),
+//! `shell` (the menu), `devnet` (local network),
 //! `relay` (a bootstrap and relay node without a user),
 //! `backup` (export, import, the key as 24 words),
 //! and [`kit`]: starting daemons, calling them and waiting on them, for devnet, the
@@ -34,6 +35,7 @@ mod ports;
 mod relay;
 mod settings;
 mod shell;
+mod users;
 mod web;
 
 use std::io::{IsTerminal, Read};

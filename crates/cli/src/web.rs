@@ -7,7 +7,9 @@
 //! SameSite=Strict cookie named after our port (two daemons do not overwrite each
 //! other's) and redirects to `/` (so the token leaves the address bar). Without a
 //! session, `/` shows how to get in, never the app. `POST /logout` ends the session
-//! on the daemon too.
+//! on the daemon too. Open sessions are kept in the profile (`web.sessions`, 0600,
+//! beside the token): a daemon restarted on the same address keeps its browsers
+//! signed in, and a signed-out session stays out.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -19,28 +21,57 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use starling_node::{ProfileDir, ProfileError};
 
 use crate::api::{ApiError, ApiState, constant_time_eq};
 
 /// Sessions open at once; one more signs out the oldest (counted and logged).
 pub const MAX_SESSIONS: usize = 16;
 
-/// The web UI's sessions, in memory: a restart signs everyone out.
+/// The web UI's sessions: in memory, and written through to the profile when it
+/// has one, so that they outlive a restart.
 #[derive(Debug)]
 pub struct Sessions {
     cookie: String,
     open: Mutex<VecDeque<String>>,
     dropped: AtomicU64,
+    /// Where the open sessions are kept (`web.sessions`), if anywhere.
+    kept: Option<ProfileDir>,
 }
 
 impl Sessions {
-    /// Sessions of the daemon listening on `port`: the cookie is
+    /// Sessions of the daemon listening on `port`, in memory only: the cookie is
     /// `starling_session_<port>`.
     pub fn new(port: u16) -> Self {
         Self {
             cookie: format!("starling_session_{port}"),
             open: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
+            kept: None,
+        }
+    }
+
+    /// Sessions of the daemon of `dir` listening on `port`, starting with those the
+    /// profile kept (the newest [`MAX_SESSIONS`]); every change is written back.
+    pub fn kept_in(port: u16, dir: &ProfileDir) -> Result<Self, ProfileError> {
+        let mut ids = dir.sessions()?;
+        ids.drain(..ids.len().saturating_sub(MAX_SESSIONS));
+        Ok(Self {
+            open: Mutex::new(ids.into()),
+            kept: Some(dir.clone()),
+            ..Self::new(port)
+        })
+    }
+
+    /// Writes the open sessions to the profile (called with the lock held, so
+    /// writes happen in order). A failure leaves the sessions working until the
+    /// daemon stops.
+    fn keep(&self, open: &VecDeque<String>) {
+        if let Some(dir) = &self.kept {
+            let ids: Vec<String> = open.iter().cloned().collect();
+            if let Err(e) = dir.write_sessions(&ids) {
+                tracing::warn!(error = %e, "web sessions not saved: a restart will sign browsers out");
+            }
         }
     }
 
@@ -62,14 +93,17 @@ impl Sessions {
             );
         }
         open.push_back(id.clone());
+        self.keep(&open);
         id
     }
 
     fn end(&self, id: &str) {
-        self.open
-            .lock()
-            .expect("sessions lock")
-            .retain(|s| !constant_time_eq(s.as_bytes(), id.as_bytes()));
+        let mut open = self.open.lock().expect("sessions lock");
+        let before = open.len();
+        open.retain(|s| !constant_time_eq(s.as_bytes(), id.as_bytes()));
+        if open.len() != before {
+            self.keep(&open);
+        }
     }
 
     /// Whether the request carries the cookie of an open session.

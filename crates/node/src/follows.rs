@@ -480,7 +480,9 @@ impl Online {
 }
 
 /// What a follow or unfollow names.
-enum Target {
+/// What a user names someone by: a key (`12D3KooW...`) or a handle (`alice`,
+/// `@alice`).
+pub(crate) enum Target {
     Key(AuthorId),
     Handle(Handle),
 }
@@ -488,7 +490,7 @@ enum Target {
 impl Target {
     /// A handle (`alice`, `@alice`) or a key, exactly: no white space around it (the
     /// command line and the web UI trim what people type).
-    fn parse(t: &str) -> Result<Self, NodeError> {
+    pub(crate) fn parse(t: &str) -> Result<Self, NodeError> {
         let bad = || NodeError::BadTarget(t.chars().take(80).collect());
         if t.trim() != t {
             return Err(bad());

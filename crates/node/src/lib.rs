@@ -50,5 +50,5 @@ pub use starling_net::{Multiaddr, Net, NetConfig, NetEvent, RelayLimits, multiad
 pub use starling_store::{Cursor, Quota};
 pub use view::{
     FlaggedAuthor, FollowView, HandleState, NetworkStatus, PostView, Status, StoreStatus,
-    TimelinePage, WhoAmI,
+    TimelinePage, UserView, WhoAmI,
 };

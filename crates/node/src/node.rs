@@ -19,7 +19,7 @@ use thiserror::Error;
 use tokio::sync::{Mutex, broadcast, mpsc};
 
 use crate::clock::Clock;
-use crate::follows::Follows;
+use crate::follows::{Follows, Target};
 use crate::gate::Gate;
 use crate::intake::{Arrival, Intake, Transport};
 use crate::metrics::Metrics;
@@ -30,8 +30,11 @@ use crate::tasks::Tasks;
 use crate::trace::{Stage, Stamp, Trace};
 use crate::view::{
     ClockStatus, FlaggedAuthor, FollowView, HandleState, PostView, Status, StoreStatus,
-    TimelinePage, WhoAmI,
+    TimelinePage, UserView, WhoAmI,
 };
+
+/// How long [`Node::user`] waits to learn the handle of a key it knows no name for.
+pub const USER_HANDLE_LOOKUP: Duration = Duration::from_secs(3);
 
 /// How a node runs; the defaults are what `starling up` uses.
 #[derive(Debug, Clone)]
@@ -762,6 +765,61 @@ impl Node {
                 )
             })
             .collect())
+    }
+
+    /// The key `target` (a key, a handle or `@handle`) names, and its handle when
+    /// known. A handle pinned before (or our own) needs no lookup; another is
+    /// resolved through the network and pinned, as a follow would.
+    pub async fn find_user(&self, target: &str) -> Result<(AuthorId, Option<String>), NodeError> {
+        let s = &self.shared;
+        match Target::parse(target)? {
+            Target::Key(key) => Ok((key, s.name_of(&key))),
+            Target::Handle(h) if h == s.handle() => Ok((s.me, Some(h.to_string()))),
+            Target::Handle(h) => {
+                let key = match s.store.pinned_key(h.to_string()).await? {
+                    Some(key) => key,
+                    None => self.resolve(&h).await?,
+                };
+                Ok((key, Some(h.to_string())))
+            }
+        }
+    }
+
+    /// Who `target` is, for their page: key, handle, and whether each follows the
+    /// other. A key whose handle is not known yet gets a short lookup of its
+    /// profile (at most [`USER_HANDLE_LOOKUP`]).
+    pub async fn user(&self, target: &str) -> Result<UserView, NodeError> {
+        let s = &self.shared;
+        let (key, handle) = self.find_user(target).await?;
+        let me = key == s.me;
+        let (followee, follower) = if me {
+            (None, None)
+        } else {
+            let followee = s.store.following_of(key).await?;
+            let follower = s.store.follower_of(key).await?;
+            (
+                followee.filter(|r| r.statement.following),
+                follower.filter(|r| r.statement.following),
+            )
+        };
+        let mut handle = handle.or_else(|| followee.as_ref().and_then(|r| r.handle.clone()));
+        if let (None, Some(online), false) = (&handle, &self.online, me) {
+            handle = tokio::time::timeout(USER_HANDLE_LOOKUP, online.learn_handle(key))
+                .await
+                .ok()
+                .flatten();
+        }
+        Ok(UserView {
+            peer_id: key,
+            handle,
+            fingerprint: key.fingerprint(),
+            me,
+            following: followee.is_some(),
+            pending: followee.as_ref().is_some_and(|r| r.delivered_at.is_none()),
+            following_since_ms: followee.as_ref().map(|r| r.statement.ts.millis()),
+            follows_me: follower.is_some(),
+            follows_me_since_ms: follower.as_ref().map(|r| r.statement.ts.millis()),
+        })
     }
 
     /// Who follows us, newest first.

@@ -11,6 +11,7 @@
 //! <dir>/daemon.lock    held (flock) by the running daemon; holds its pid
 //! <dir>/api.json       where the running daemon listens (removed on clean exit), 0600
 //! <dir>/daemon.log     a daemon's output, when devnet, the bench or the tests start it
+//! <dir>/web.sessions   the web UI's open sessions (one id a line), mode 0600
 //! ```
 //!
 //! The directory is 0700: created so, and tightened when a daemon starts in one made
@@ -34,6 +35,7 @@ const DB_FILE: &str = "starling.db";
 const LOCK_FILE: &str = "daemon.lock";
 const ENDPOINT_FILE: &str = "api.json";
 const LOG_FILE: &str = "daemon.log";
+const SESSIONS_FILE: &str = "web.sessions";
 /// SQLite's companions of the database file.
 const DB_SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 /// How long taking the daemon lock retries while it is held: clients hold it
@@ -348,6 +350,37 @@ impl ProfileDir {
     pub fn log_path(&self) -> PathBuf {
         self.file(LOG_FILE)
     }
+
+    /// `web.sessions`: the web UI's open sessions, so that a restarted daemon keeps
+    /// its browsers signed in; mode 0600 (a session id opens the API as the token
+    /// does, and lives beside it).
+    pub fn sessions_path(&self) -> PathBuf {
+        self.file(SESSIONS_FILE)
+    }
+
+    /// The session ids in `web.sessions`, oldest first; none if it does not exist.
+    /// Lines that are not a session id (64 lowercase hex digits) are skipped.
+    pub fn sessions(&self) -> Result<Vec<String>, ProfileError> {
+        let path = self.sessions_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.len() == 64 && l.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .map(String::from)
+            .collect())
+    }
+
+    /// Replaces `web.sessions` at once (written to a temporary file and renamed).
+    pub fn write_sessions(&self, ids: &[String]) -> Result<(), ProfileError> {
+        let mut text = ids.join("\n");
+        text.push('\n');
+        replace_private(&self.sessions_path(), text.as_bytes())
+    }
 }
 
 /// The daemon lock of a profile, held until dropped.
@@ -555,6 +588,32 @@ mod tests {
         assert_eq!(mode(dir.endpoint_path()), 0o600);
         dir.remove_endpoint();
         assert_eq!(dir.endpoint(), None);
+    }
+
+    #[test]
+    fn web_sessions_round_trip_privately() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = Profile::create(&tmp.path().join("dave"), "dave", 0).unwrap();
+        let dir = &p.dir;
+        assert!(
+            dir.sessions().unwrap().is_empty(),
+            "none before the first sign-in"
+        );
+        let ids = vec![new_secret(), new_secret()];
+        dir.write_sessions(&ids).unwrap();
+        assert_eq!(dir.sessions().unwrap(), ids);
+        let mode = fs::metadata(dir.sessions_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        // Whatever else the file holds is no session.
+        fs::write(dir.sessions_path(), format!("junk\n{}\nABC\n", ids[1])).unwrap();
+        assert_eq!(dir.sessions().unwrap(), vec![ids[1].clone()]);
+        dir.write_sessions(&[]).unwrap();
+        assert!(dir.sessions().unwrap().is_empty());
     }
 
     #[test]

@@ -135,6 +135,32 @@ impl FollowView {
     }
 }
 
+/// A user as their page shows them: who they are, and how they and this node's
+/// user stand.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct UserView {
+    #[schema(value_type = String, example = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5")]
+    pub peer_id: AuthorId,
+    /// Their handle, when known and verified (absent: known only by key so far).
+    pub handle: Option<String>,
+    /// A short form of the key, to compare with what they say theirs is.
+    #[schema(example = "ab12:cd34:ef56:7890")]
+    pub fingerprint: String,
+    /// This is the node's own user.
+    pub me: bool,
+    /// You follow them.
+    pub following: bool,
+    /// You follow them and they have not acknowledged it yet (the outbox keeps
+    /// retrying, e.g. while they are offline).
+    pub pending: bool,
+    /// When you followed them, Unix ms.
+    pub following_since_ms: Option<u64>,
+    /// They follow you.
+    pub follows_me: bool,
+    /// When they followed you, Unix ms.
+    pub follows_me_since_ms: Option<u64>,
+}
+
 /// The network part of `status`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NetworkStatus {

@@ -385,6 +385,24 @@ impl Store {
         .await
     }
 
+    /// `follower`'s latest statement about us, if any.
+    pub async fn follower_of(&self, follower: AuthorId) -> Result<Option<FollowerRow>> {
+        self.read(move |c| {
+            let raw: Option<(Vec<u8>, i64)> = c
+                .prepare_cached("SELECT statement, received_at FROM followers WHERE follower = ?1")?
+                .query_row([follower.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            raw.map(|(raw, at)| {
+                Ok(FollowerRow {
+                    statement: statement(&raw, "followers")?,
+                    received_at: at as u64,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
     pub async fn followers(&self, active_only: bool) -> Result<Vec<FollowerRow>> {
         self.read(move |c| {
             let sql = format!(

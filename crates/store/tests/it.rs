@@ -255,6 +255,11 @@ async fn follow_statements_latest_wins_and_outbox_state() {
             .unwrap()
     );
     assert_eq!(store.followers(true).await.unwrap().len(), 1);
+    // One follower's statement, by key.
+    let held = store.follower_of(bob.author()).await.unwrap().unwrap();
+    assert!(held.statement.following);
+    assert_eq!(held.statement.ts, Timestamp(30));
+    assert!(store.follower_of(me.author()).await.unwrap().is_none());
 }
 
 #[tokio::test]

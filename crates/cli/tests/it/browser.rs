@@ -1,15 +1,17 @@
 //! The web UI in a real browser: headless Chromium (Debian's package) driven through
-//! chromedriver, against a devnet. Screenshots of each page land in
-//! `target/screenshots/`.
+//! chromedriver, against a devnet or a daemon of its own. Screenshots of each page
+//! land in `target/screenshots/`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::harness::{Devnet, Process, wait_for};
+use crate::harness::{Devnet, Process, Profile, free_fixed_port, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -112,6 +114,79 @@ pub(crate) async fn wait_text(c: &Client, css: &str, needle: &str) {
     })
     .await
     .unwrap();
+}
+
+/// Types `keys` as a person would, into whatever has the focus.
+async fn press(c: &Client, keys: &str) {
+    let mut typed = KeyActions::new("keyboard".into());
+    for ch in keys.chars() {
+        typed = typed
+            .then(KeyAction::Down { value: ch })
+            .then(KeyAction::Up { value: ch });
+    }
+    c.perform_actions(typed).await.unwrap();
+}
+
+/// The value of a script run in the page.
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// The part of the address after `#`.
+async fn fragment(c: &Client) -> String {
+    c.current_url()
+        .await
+        .unwrap()
+        .fragment()
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn wait_fragment(c: &Client, want: &str) {
+    wait_for(WAIT, &format!("the address to end in #{want}"), || async {
+        fragment(c).await == want
+    })
+    .await
+    .unwrap();
+}
+
+/// Whether the element with this id is shown (present and not hidden).
+async fn shown(c: &Client, id: &str) -> bool {
+    match c.find(Locator::Id(id)).await {
+        Ok(e) => e.is_displayed().await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The key of the post the keyboard selected (and focused), if any.
+async fn selected_post(c: &Client) -> Option<String> {
+    js(
+        c,
+        "const a = document.activeElement; \
+         return a && a.matches('li.post.selected') ? a.dataset.key : null;",
+    )
+    .await
+    .as_str()
+    .map(String::from)
+}
+
+/// The keys (`author/seq`) of the posts in a list, top to bottom.
+async fn post_keys(c: &Client, list: &str) -> Vec<String> {
+    let v = js(
+        c,
+        &format!(
+            "return [...document.querySelectorAll('#{list} > li.post')].map((li) => li.dataset.key);"
+        ),
+    )
+    .await;
+    serde_json::from_value(v).unwrap()
+}
+
+/// An XPath to the `li` of the post with this exact text (no quotes in it) in a list.
+fn post_with(list: &str, body: &str) -> String {
+    format!(
+        "//ol[@id='{list}']/li[contains(@class, 'post')][div[contains(@class, 'body')][. = '{body}']]"
+    )
 }
 
 async fn post_in_ui(c: &Client, text: &str) {
@@ -295,4 +370,332 @@ async fn web_ui_posts_live_unfollows_reposts_and_refuses_long_posts() {
     a.close().await.unwrap();
     b.close().await.unwrap();
     assert!(devnet.stop().await.success());
+}
+
+/// Whether the node behind `api` follows `key` (by its own `/following`).
+async fn follows(api: &starling_cli::kit::Client, key: &str) -> bool {
+    let list: Value = api.get("/following").await.unwrap();
+    list.as_array().unwrap().iter().any(|f| f["peer_id"] == key)
+}
+
+async fn wait_follows(api: &starling_cli::kit::Client, key: &str, want: bool) {
+    wait_for(WAIT, &format!("following {key} to be {want}"), || async {
+        follows(api, key).await == want
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_pages_from_handle_links_follow_buttons_ticking_times_and_shortcuts() {
+    let devnet = Devnet::start(&["--nodes", "3"]);
+    let (alice, bob, carol) = (
+        devnet.node("alice").clone(),
+        devnet.node("bob").clone(),
+        devnet.node("carol").clone(),
+    );
+    let (alice_api, bob_api, carol_api) = (alice.client(), bob.client(), carol.client());
+    // Everyone follows everyone in a devnet: alice stops following carol, so that
+    // carol's page has something to offer her.
+    alice_api
+        .post::<Value, _>("/unfollow", &json!({"target": carol.peer_id}))
+        .await
+        .unwrap();
+    let carols = "carol was here before alice came back";
+    carol_api
+        .post::<Value, _>("/posts", &json!({"body": carols}))
+        .await
+        .unwrap();
+    let mention = "Say hello to @carol, everyone";
+    bob_api
+        .post::<Value, _>("/posts", &json!({"body": mention}))
+        .await
+        .unwrap();
+    let cd = chromedriver().await;
+    let a = browser(&cd, "alice-pages").await;
+    a.goto(&alice.web_ui).await.unwrap();
+    wait_text(&a, "#live", "live").await;
+    wait_text(&a, "#timeline .post .body", mention).await;
+
+    // The mention in bob's post is a link to carol's page; the rest is plain text.
+    let bobs_post = post_with("timeline", mention);
+    let link = a
+        .find(Locator::XPath(&format!(
+            "{bobs_post}//a[contains(@class, 'mention')]"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(link.text().await.unwrap(), "@carol");
+    assert_eq!(
+        a.find_all(Locator::XPath(&format!(
+            "{bobs_post}//div[contains(@class, 'body')]/*"
+        )))
+        .await
+        .unwrap()
+        .len(),
+        1,
+        "only the mention is an element"
+    );
+    link.click().await.unwrap();
+    wait_fragment(&a, "/u/carol").await;
+    wait_text(&a, "#user-title", "@carol").await;
+    let carol_me: Value = carol_api.get("/whoami").await.unwrap();
+    wait_text(
+        &a,
+        "#user-fingerprint",
+        carol_me["fingerprint"].as_str().unwrap(),
+    )
+    .await;
+    wait_text(&a, "#user-key", &carol.peer_id).await;
+    wait_text(&a, "#user-badges", "Follows you").await;
+    wait_text(&a, "#user-relation", "You do not follow @carol").await;
+    wait_text(&a, "#user-note", "follow @carol to see theirs").await;
+    let button = a.find(Locator::Id("user-follow")).await.unwrap();
+    assert_eq!(button.text().await.unwrap(), "Follow");
+    assert!(texts(&a, "#user-posts .post").await.is_empty());
+    shot(&a, "user-page-not-following.png").await;
+
+    // Follow, from her page: really followed, and her posts come to the open page.
+    button.click().await.unwrap();
+    wait_follows(&alice_api, &carol.peer_id, true).await;
+    wait_text(&a, "#user-follow", "Unfollow").await;
+    wait_text(&a, "#user-message", "You follow @carol").await;
+    wait_text(&a, "#user-posts .post .body", carols).await;
+    assert!(!shown(&a, "user-note").await);
+    for who in texts(&a, "#user-posts .post .who").await {
+        assert_eq!(who, "@carol", "only carol's posts on her page");
+    }
+    let seen: Value = alice_api.get("/users/carol").await.unwrap();
+    assert_eq!(
+        (&seen["peer_id"], &seen["following"], &seen["follows_me"]),
+        (&json!(carol.peer_id), &json!(true), &json!(true))
+    );
+    wait_text(&a, "#user-badges", "Following").await;
+    shot(&a, "user-page.png").await;
+
+    // The author of a post links to their page too; unfollow and follow again there.
+    press(&a, "gh").await;
+    wait_fragment(&a, "/timeline").await;
+    wait_text(&a, "#timeline .post .body", mention).await;
+    a.find(Locator::XPath(&format!(
+        "{bobs_post}//a[contains(@class, 'who')]"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_fragment(&a, &format!("/u/{}", bob.peer_id)).await;
+    wait_text(&a, "#user-title", "@bob").await;
+    wait_text(&a, "#user-posts .post .body", mention).await;
+    wait_text(&a, "#user-follow", "Unfollow").await;
+    a.find(Locator::Id("user-follow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_follows(&alice_api, &bob.peer_id, false).await;
+    wait_text(&a, "#user-follow", "Follow").await;
+    wait_text(&a, "#user-message", "no longer follow @bob").await;
+    assert!(texts(&a, "#user-posts .post").await.is_empty());
+    a.find(Locator::Id("user-follow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_follows(&alice_api, &bob.peer_id, true).await;
+    wait_text(&a, "#user-posts .post .body", mention).await;
+
+    // Relative times move on by themselves; the exact time is in the tooltip.
+    press(&a, "gh").await;
+    wait_fragment(&a, "/timeline").await;
+    let fresh = "What time is it";
+    post_in_ui(&a, fresh).await;
+    let time = format!("{}//time", post_with("timeline", fresh));
+    let t = a.find(Locator::XPath(&time)).await.unwrap();
+    assert_eq!(t.text().await.unwrap(), "just now");
+    let posted: Value = alice_api.get("/timeline?limit=1").await.unwrap();
+    let ts_ms = posted["posts"][0]["ts_ms"].as_u64().unwrap();
+    let datetime = t.attr("datetime").await.unwrap().unwrap();
+    let at = humantime::parse_rfc3339(&datetime).unwrap();
+    assert_eq!(
+        at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
+        ts_ms
+    );
+    let title = t.attr("title").await.unwrap().unwrap();
+    assert!(title.contains(':'), "the exact time: {title}");
+    let later = wait_for(WAIT, "the post's time to read \"N s ago\"", || async {
+        let text = a
+            .find(Locator::XPath(&time))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let secs: u64 = text.strip_suffix(" s ago")?.parse().ok()?;
+        Some((text, secs))
+    })
+    .await
+    .unwrap();
+    let age = SystemTime::now().duration_since(at).unwrap().as_secs();
+    assert!(
+        (10..=age + 1).contains(&later.1),
+        "{later:?} for a post {age} s old"
+    );
+
+    // Keyboard: ? shows the shortcuts, Esc closes them.
+    press(&a, "?").await;
+    wait_for(WAIT, "the shortcuts to open", || async {
+        js(&a, "return document.getElementById('shortcuts').open").await == json!(true)
+    })
+    .await
+    .unwrap();
+    wait_text(&a, "#shortcuts", "Next / previous post").await;
+    shot(&a, "keyboard-help.png").await;
+    press(&a, &char::from(Key::Escape).to_string()).await;
+    wait_for(WAIT, "the shortcuts to close", || async {
+        js(&a, "return document.getElementById('shortcuts').open").await == json!(false)
+    })
+    .await
+    .unwrap();
+    // j and k move through the posts.
+    let keys = post_keys(&a, "timeline").await;
+    assert!(keys.len() >= 3, "{keys:?}");
+    press(&a, "j").await;
+    assert_eq!(selected_post(&a).await.as_ref(), Some(&keys[0]));
+    press(&a, "jj").await;
+    assert_eq!(selected_post(&a).await.as_ref(), Some(&keys[2]));
+    press(&a, "k").await;
+    assert_eq!(selected_post(&a).await.as_ref(), Some(&keys[1]));
+    shot(&a, "keyboard-selection.png").await;
+    // o opens the selected post's author.
+    let author = keys[1].split('/').next().unwrap().to_string();
+    press(&a, "o").await;
+    wait_fragment(&a, &format!("/u/{author}")).await;
+    // g u: one's own page.
+    press(&a, "gu").await;
+    wait_fragment(&a, &format!("/u/{}", alice.peer_id)).await;
+    wait_text(&a, "#user-title", "@alice").await;
+    wait_text(&a, "#user-relation", "This is you").await;
+    assert!(!shown(&a, "user-follow").await, "no following oneself");
+    // g p: People.
+    press(&a, "gp").await;
+    wait_fragment(&a, "/people").await;
+    // n: the compose box, on the timeline; keys typed there are text, not shortcuts.
+    press(&a, "n").await;
+    wait_fragment(&a, "/timeline").await;
+    let active = || async { js(&a, "return document.activeElement.id").await };
+    assert_eq!(active().await, json!("compose-body"));
+    press(&a, "jk?gp").await;
+    assert_eq!(
+        js(&a, "return document.getElementById('compose-body').value").await,
+        json!("jk?gp")
+    );
+    assert_eq!(fragment(&a).await, "/timeline");
+    assert_eq!(
+        js(&a, "return document.getElementById('shortcuts').open").await,
+        json!(false)
+    );
+    // Esc leaves the box; shortcuts work again.
+    press(&a, &char::from(Key::Escape).to_string()).await;
+    assert_ne!(active().await, json!("compose-body"));
+    press(&a, "j").await;
+    assert!(selected_post(&a).await.is_some());
+
+    a.close().await.unwrap();
+    assert!(devnet.stop().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_when_its_node_goes_away_and_comes_back_signed_in() {
+    let alice = Profile::init("alice");
+    // The browser's session cookie is named after the port: the node comes back on
+    // the same one, as a user's node does (127.0.0.1:7420 by default).
+    let api_addr = format!("127.0.0.1:{}", free_fixed_port());
+    let args = ["--offline", "--api-addr", api_addr.as_str()];
+    let mut daemon = Some(alice.up(&args).await);
+    let d = daemon.as_ref().unwrap();
+    let cd = chromedriver().await;
+    let c = browser(&cd, "alice-restarts").await;
+    c.goto(&format!("{}/login?token={}", d.url(), d.token()))
+        .await
+        .unwrap();
+    wait_text(&c, "#live", "live").await;
+    post_in_ui(&c, "Before the restart").await;
+    assert!(!shown(&c, "conn-lost").await && !shown(&c, "conn-back").await);
+    // The session is kept in the profile, for the owner only.
+    let sessions = starling_node::ProfileDir::new(&alice.dir).sessions_path();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&sessions).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    for how in ["stopped", "killed"] {
+        let old = daemon.take().unwrap();
+        match how {
+            "stopped" => assert!(old.stop().await.unwrap().success()),
+            _ => old.kill(),
+        }
+        wait_text(
+            &c,
+            "#conn-lost",
+            "Lost the connection to your Starling node",
+        )
+        .await;
+        assert!(shown(&c, "conn-lost").await);
+        wait_text(&c, "#live", "offline").await;
+        // What is tried meanwhile fails, and says why.
+        let box_ = c.find(Locator::Id("compose-body")).await.unwrap();
+        box_.send_keys("Into the void").await.unwrap();
+        c.find(Locator::Id("compose-submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&c, "#compose-error", "Cannot reach your Starling node").await;
+        shot(&c, &format!("connection-lost-{how}.png")).await;
+        if how == "stopped" {
+            shot(&c, "connection-lost.png").await;
+        }
+
+        // Back on the same address: the page notices by itself, and catches up with
+        // what happened while it was away.
+        daemon = Some(alice.up(&args).await);
+        let d = daemon.as_ref().unwrap();
+        let missed = format!("Posted while the page was away ({how})");
+        d.post("/posts", &json!({"body": missed})).await.unwrap();
+        wait_text(&c, "#conn-back", "Connected to your Starling node again").await;
+        assert!(shown(&c, "conn-back").await);
+        assert!(!shown(&c, "conn-lost").await);
+        wait_text(&c, "#live", "live").await;
+        wait_text(&c, "#timeline .post .body", &missed).await;
+        wait_for(WAIT, "the stale error to leave", || async {
+            texts(&c, "#compose-error").await == [""]
+        })
+        .await
+        .unwrap();
+        shot(&c, &format!("connection-back-{how}.png")).await;
+        if how == "stopped" {
+            shot(&c, "connection-back.png").await;
+        }
+        // Still signed in (the session outlived the daemon): posting works.
+        let after = format!("After the node was {how}");
+        post_in_ui(&c, &after).await;
+        let tl: Value = d.get("/timeline").await.unwrap();
+        assert!(
+            tl["posts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["body"] == after.as_str()),
+            "{tl}"
+        );
+        assert_eq!(c.current_url().await.unwrap().path(), "/");
+    }
+
+    c.close().await.unwrap();
+    assert!(daemon.take().unwrap().stop().await.unwrap().success());
 }

@@ -144,6 +144,20 @@ impl Profile {
     }
 }
 
+/// A free loopback port below the ephemeral range (32768-60999), for a daemon that
+/// must come back on the same address (a browser's session cookie is named after
+/// it): the kernel never hands these out for port 0, so nothing takes it between
+/// two runs. 10000-19999 (the churn test's block starts at 20000).
+pub fn free_fixed_port() -> u16 {
+    for _ in 0..1000 {
+        let port = fastrand::u16(10_000..20_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 10000-19999 on 127.0.0.1");
+}
+
 /// The daemon's handle state (`registered`, `pending`, `taken`...), from `/whoami`.
 pub async fn handle_state(d: &Daemon) -> Value {
     d.get("/whoami").await.unwrap()["handle_state"].clone()

@@ -321,3 +321,157 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
     assert_eq!(p["seq"], 1);
     assert_eq!(bodies(&alice.cli_json(&["timeline"])), ["still here"]);
 }
+
+/// A user's page through the API, on a node of its own: itself by handle, `@handle`
+/// or key; a key it knows nothing of; and every bad request a clear 4xx, the limit
+/// checked before anything is looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_pages_by_handle_or_key_and_clear_errors() {
+    let alice = Profile::init("alice");
+    let d = alice.up(&["--offline"]).await;
+    let me = d.author().to_string();
+    for body in ["older", "newer"] {
+        d.post("/posts", &json!({ "body": body })).await.unwrap();
+    }
+    for target in ["alice", "%40alice", me.as_str()] {
+        let (s, u) = get_raw(&d, &format!("/users/{target}")).await;
+        assert_eq!(s, 200, "{target}: {u}");
+        assert_eq!(u["peer_id"], me.as_str());
+        assert_eq!(u["handle"], "alice");
+        assert_eq!(u["fingerprint"], d.author().fingerprint());
+        assert_eq!(
+            (&u["me"], &u["following"], &u["pending"], &u["follows_me"]),
+            (&json!(true), &json!(false), &json!(false), &json!(false))
+        );
+        let (s, page) = get_raw(&d, &format!("/users/{target}/posts?limit=1")).await;
+        assert_eq!(s, 200, "{page}");
+        assert_eq!(bodies(&page), ["newer"]);
+        let cursor = page["next_cursor"].as_str().unwrap();
+        let (_, page) = get_raw(
+            &d,
+            &format!("/users/{target}/posts?limit=500&before={cursor}"),
+        )
+        .await;
+        assert_eq!(bodies(&page), ["older"]);
+        assert!(page["next_cursor"].is_null());
+    }
+
+    // Someone known only by key: no handle (the network is off: nobody to ask), no
+    // relation, no posts here.
+    let bob = starling_node::Profile::open(&Profile::init("bob").dir)
+        .unwrap()
+        .identity
+        .author();
+    let (s, u) = get_raw(&d, &format!("/users/{bob}")).await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(
+        (&u["handle"], &u["me"], &u["following"], &u["follows_me"]),
+        (&Value::Null, &json!(false), &json!(false), &json!(false))
+    );
+    assert_eq!(u["fingerprint"], bob.fingerprint());
+    let (s, page) = get_raw(&d, &format!("/users/{bob}/posts")).await;
+    assert_eq!(s, 200);
+    assert!(bodies(&page).is_empty());
+
+    // Neither a handle nor a key.
+    for bad in [
+        "Alice",
+        "a",
+        "al-ice",
+        "%F0%9F%90%A6",
+        &"x".repeat(41),
+        "12D3KooWnotakey",
+    ] {
+        for path in [format!("/users/{bad}"), format!("/users/{bad}/posts")] {
+            let (s, v) = get_raw(&d, &path).await;
+            assert_eq!(
+                (s, v["error"]["code"].as_str()),
+                (422, Some("bad_target")),
+                "{path}: {v}"
+            );
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("neither a handle"),
+                "{v}"
+            );
+        }
+    }
+    // A path that is not UTF-8.
+    let (s, v) = get_raw(&d, "/users/%FF").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+    // Pages: 1-500 posts, a cursor the node made; checked first.
+    for q in [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "limit=many",
+        "before=nonsense",
+    ] {
+        for target in ["alice", "Not_a_handle"] {
+            let (s, v) = get_raw(&d, &format!("/users/{target}/posts?{q}")).await;
+            assert_eq!(
+                (s, v["error"]["code"].as_str()),
+                (400, Some("bad_request")),
+                "{q}: {v}"
+            );
+        }
+    }
+    let (_, v) = get_raw(&d, "/users/alice/posts?limit=501").await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 500"),
+        "{v}"
+    );
+    // A handle never seen, while the network is off: it cannot be looked up now.
+    let (s, v) = get_raw(&d, "/users/nobody_seen").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("network")),
+        "{v}"
+    );
+
+    // The document states the limits.
+    let doc: Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/openapi.json", d.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = &doc["paths"]["/api/v1/users/{target}/posts"]["get"];
+    let limit = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(
+        (
+            limit["schema"]["minimum"].as_f64(),
+            limit["schema"]["maximum"].as_f64()
+        ),
+        (Some(1.0), Some(500.0)),
+        "{limit}"
+    );
+    for op in [op, &doc["paths"]["/api/v1/users/{target}"]["get"]] {
+        for (status, r) in op["responses"].as_object().unwrap() {
+            assert!(
+                !r["description"].as_str().unwrap_or("").is_empty(),
+                "{status} has no description"
+            );
+        }
+    }
+    d.stop().await.unwrap();
+}

@@ -158,6 +158,55 @@ async fn session_cookie_is_its_own_secret_per_profile_and_logout_is_a_post() {
     b.stop().await.unwrap();
 }
 
+/// Web sessions outlive a restart of the daemon on the same address (they are kept
+/// in the profile, for its owner only); one that signed out stays out, and a
+/// daemon on another port knows none of them (its cookie has another name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_sessions_survive_a_restart_and_signing_out_survives_it_too() {
+    let alice = Profile::init("alice");
+    let dir = ProfileDir::new(&alice.dir);
+    let api_addr = format!("127.0.0.1:{}", crate::harness::free_fixed_port());
+    let args = ["--offline", "--api-addr", api_addr.as_str()];
+    let a = alice.up(&args).await;
+    let stays = sign_in(a.url(), a.token()).await;
+    let leaves = sign_in(a.url(), a.token()).await;
+    let r = http()
+        .post(format!("{}/logout", a.url()))
+        .header(COOKIE, format!("{}={}", leaves.0, leaves.1))
+        .header(ORIGIN, a.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(mode(&dir.sessions_path()), 0o600);
+    let kept = std::fs::read_to_string(dir.sessions_path()).unwrap();
+    assert!(
+        kept.contains(&stays.1) && !kept.contains(&leaves.1),
+        "{kept}"
+    );
+    assert!(!kept.contains(a.token()), "the token is no session");
+
+    let url = a.url().to_string();
+    a.stop().await.unwrap();
+    let a = alice.up(&args).await;
+    assert_eq!(a.url(), url, "the same address");
+    assert_eq!(whoami_with_cookie(a.url(), &stays).await, 200);
+    assert_eq!(whoami_with_cookie(a.url(), &leaves).await, 401);
+    // A kill -9 loses nothing either: every sign-in was written when it happened.
+    let again = sign_in(a.url(), a.token()).await;
+    a.kill();
+    let a = alice.up(&args).await;
+    assert_eq!(whoami_with_cookie(a.url(), &again).await, 200);
+    assert_eq!(whoami_with_cookie(a.url(), &stays).await, 200);
+    a.stop().await.unwrap();
+
+    // On another port, the cookie the browser holds has the old port's name.
+    let b = alice.up(&["--offline"]).await;
+    assert_ne!(b.url(), url);
+    assert_eq!(whoami_with_cookie(b.url(), &stays).await, 401);
+    b.stop().await.unwrap();
+}
+
 /// A listener standing in for whatever program took a dead daemon's port.
 struct Impostor {
     listener: TcpListener,
