@@ -35,26 +35,36 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a profile: a new key pair and the handle you want.
-    #[command(after_help = "Examples:\n  starling init --name alice\n  starling --profile work init --name alice_at_work")]
+    #[command(
+        after_help = "Examples:\n  starling init --name alice\n  starling --profile work init --name alice_at_work"
+    )]
     Init {
         /// Your handle: 2-40 characters of a-z, 0-9 and _.
         #[arg(long)]
         name: String,
     },
     /// Run the node (the daemon) for this profile.
-    #[command(after_help = "Examples:\n  starling up\n  starling up --bootstrap /ip4/192.0.2.7/tcp/7421/p2p/12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5\n  starling --profile work up\n  starling up --config deploy/starling.toml\n  starling up --offline --post-ttl 1h")]
+    #[command(
+        after_help = "Examples:\n  starling up\n  starling up --bootstrap /ip4/192.0.2.7/tcp/7421/p2p/12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5\n  starling --profile work up\n  starling up --config deploy/starling.toml\n  starling up --offline --post-ttl 1h"
+    )]
     Up(Box<UpArgs>),
     /// Publish a post (1-280 characters). Reads standard input when TEXT is `-` or absent.
-    #[command(after_help = "Examples:\n  starling post \"hello, world\"\n  starling post -   (reads the post from standard input)")]
+    #[command(
+        after_help = "Examples:\n  starling post \"hello, world\"\n  starling post -   (reads the post from standard input)"
+    )]
     Post { text: Vec<String> },
     /// Show your timeline, newest first.
-    #[command(after_help = "Examples:\n  starling timeline\n  starling timeline --limit 100\n  starling timeline --before 1733580000000-12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5-7\n  starling --json timeline")]
+    #[command(
+        after_help = "Examples:\n  starling timeline\n  starling timeline --limit 100\n  starling timeline --before 1733580000000-12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5-7\n  starling --json timeline"
+    )]
     Timeline(PageArgs),
     /// Show your expired posts (the archive).
     #[command(after_help = "Examples:\n  starling archive\n  starling archive --limit 5")]
     Archive(PageArgs),
     /// Republish a post from your archive as a new post.
-    #[command(after_help = "Examples:\n  starling repost 3   (3: a number `starling archive` shows)")]
+    #[command(
+        after_help = "Examples:\n  starling repost 3   (3: a number `starling archive` shows)"
+    )]
     Repost {
         /// The archived post's number (as shown by `starling archive`).
         seq: u64,
@@ -62,13 +72,17 @@ pub enum Command {
     /// Follow users, by handle (`alice` or `@alice`) or key (`12D3KooW...`). Works
     /// while they are offline. Several at once (at most 256) are stored and
     /// delivered together.
-    #[command(after_help = "Examples:\n  starling follow bob\n  starling follow @bob carol dave\n  starling follow 12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5")]
+    #[command(
+        after_help = "Examples:\n  starling follow bob\n  starling follow @bob carol dave\n  starling follow 12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5"
+    )]
     Follow {
         #[arg(required = true, num_args = 1..=256)]
         targets: Vec<String>,
     },
     /// Stop following a user.
-    #[command(after_help = "Examples:\n  starling unfollow bob\n  starling unfollow 12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5")]
+    #[command(
+        after_help = "Examples:\n  starling unfollow bob\n  starling unfollow 12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5"
+    )]
     Unfollow { target: String },
     /// Who follows you.
     #[command(after_help = "Examples:\n  starling followers\n  starling followers --json")]
@@ -83,7 +97,9 @@ pub enum Command {
         handle: Option<String>,
     },
     /// Print the web UI's sign-in link for this profile's running node.
-    #[command(after_help = "Examples:\n  starling ui\n  starling ui --open\n  starling --profile work ui --open")]
+    #[command(
+        after_help = "Examples:\n  starling ui\n  starling ui --open\n  starling --profile work ui --open"
+    )]
     Ui {
         /// Open the link in the web browser (`$BROWSER`, else the desktop's default).
         #[arg(long)]
@@ -95,7 +111,9 @@ pub enum Command {
     Shell,
     /// Start a few named nodes on this machine (loopback), already following each
     /// other, and print their web UI links. Ctrl-C stops them all.
-    #[command(after_help = "Examples:\n  starling devnet\n  starling devnet --nodes 5 --post-ttl 1m\n  starling devnet --dir /tmp/starling-dev --quiet")]
+    #[command(
+        after_help = "Examples:\n  starling devnet\n  starling devnet --nodes 5 --post-ttl 1m\n  starling devnet --dir /tmp/starling-dev --quiet"
+    )]
     Devnet(DevnetArgs),
     /// Show this profile's identity.
     #[command(after_help = "Examples:\n  starling whoami\n  starling --profile work whoami --json")]
@@ -106,16 +124,22 @@ pub enum Command {
     /// Run a bootstrap and relay node for a server: no user, no posts. Peers behind
     /// NAT reserve slots on it and are reached through it until hole punching gives
     /// them a direct connection. Its key and peer table live in the data directory.
-    #[command(after_help = "Examples:\n  starling relay\n  starling relay --config deploy/relay.toml --external-address /dns4/relay.example.org/tcp/7421")]
+    #[command(
+        after_help = "Examples:\n  starling relay\n  starling relay --config deploy/relay.toml --external-address /dns4/relay.example.org/tcp/7421"
+    )]
     Relay(Box<RelayArgs>),
     /// Print the completion script for a shell.
-    #[command(after_help = "Examples:\n  starling completions bash > ~/.local/share/bash-completion/completions/starling\n  starling completions zsh > ~/.zfunc/_starling\n  starling completions fish > ~/.config/fish/completions/starling.fish")]
+    #[command(
+        after_help = "Examples:\n  starling completions bash > ~/.local/share/bash-completion/completions/starling\n  starling completions zsh > ~/.zfunc/_starling\n  starling completions fish > ~/.config/fish/completions/starling.fish"
+    )]
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), or write one page per command into a directory.
-    #[command(after_help = "Examples:\n  starling man | man -l -\n  starling man --dir ~/.local/share/man/man1")]
+    #[command(
+        after_help = "Examples:\n  starling man | man -l -\n  starling man --dir ~/.local/share/man/man1"
+    )]
     Man {
         /// Write starling.1 and a page per command (starling-up.1, ...) here.
         #[arg(long, value_name = "DIR")]
@@ -124,16 +148,22 @@ pub enum Command {
     /// Write your key (encrypted with a passphrase), your posts (the archive too),
     /// your follows and your followers to FILE, to move to another machine. Works
     /// with the node running or not.
-    #[command(after_help = "Examples:\n  starling export alice.starling\n  starling export alice.starling --passphrase-file ~/.starling-pass --force\n  starling --profile work export -   (to standard output)")]
+    #[command(
+        after_help = "Examples:\n  starling export alice.starling\n  starling export alice.starling --passphrase-file ~/.starling-pass --force\n  starling --profile work export -   (to standard output)"
+    )]
     Export(crate::backup::ExportArgs),
     /// Restore a profile from `starling export`'s file into this (new) data
     /// directory: the same key, posts, follows and followers.
-    #[command(after_help = "Examples:\n  starling import alice.starling\n  starling --profile laptop import alice.starling\n  starling --data-dir /srv/alice import alice.starling --force")]
+    #[command(
+        after_help = "Examples:\n  starling import alice.starling\n  starling --profile laptop import alice.starling\n  starling --data-dir /srv/alice import alice.starling --force"
+    )]
     Import(crate::backup::ImportArgs),
     /// Your key as 24 words to write down (`backup`), and a profile from them
     /// (`restore`).
     #[command(subcommand)]
-    #[command(after_help = "Examples:\n  starling key backup\n  starling --profile laptop key restore --name alice")]
+    #[command(
+        after_help = "Examples:\n  starling key backup\n  starling --profile laptop key restore --name alice"
+    )]
     Key(crate::backup::KeyCommand),
 }
 
@@ -295,7 +325,10 @@ mod tests {
         let cmd = Cli::command();
         let mut checked = 0;
         for sub in cmd.get_subcommands() {
-            let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
             let examples: Vec<&str> = help
                 .lines()
                 .skip_while(|l| *l != "Examples:")

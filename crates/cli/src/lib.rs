@@ -367,7 +367,7 @@ async fn dispatch(cli: Cli, dir: ProfileDir) -> anyhow::Result<()> {
             )?;
             if open {
                 webbrowser::open(&url).with_context(|| {
-                    format!("cannot open a web browser (set $BROWSER to one); open the link above yourself")
+                    "cannot open a web browser (set $BROWSER to one); open the link above yourself"
                 })?;
             }
             Ok(())

@@ -22,7 +22,6 @@ pub struct Fallback {
 }
 
 impl Fallback {
-
     /// What the profile remembers (nothing when the file is missing or unreadable:
     /// it is only a preference).
     pub fn load(dir: &ProfileDir) -> Self {
@@ -59,7 +58,9 @@ pub async fn bind_api(settings: &Settings, ports: &mut Fallback) -> anyhow::Resu
         }
     };
     let remembered = match ports.api {
-        Some(port) => TcpListener::bind(SocketAddr::new(addr.ip(), port)).await.ok(),
+        Some(port) => TcpListener::bind(SocketAddr::new(addr.ip(), port))
+            .await
+            .ok(),
         None => None,
     };
     let listener = match remembered {
@@ -120,7 +121,10 @@ pub fn choose_p2p_port(settings: &mut Settings, ports: &mut Fallback) {
         return;
     }
     let Some(port) = ports.p2p.filter(|p| free(*p)).or_else(any_free) else {
-        tracing::warn!(port = default, "the peer-to-peer port is taken and no free one was found");
+        tracing::warn!(
+            port = default,
+            "the peer-to-peer port is taken and no free one was found"
+        );
         return;
     };
     net.listen = net

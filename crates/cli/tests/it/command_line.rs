@@ -15,7 +15,8 @@ fn starling(args: &[&str]) -> std::process::Output {
 }
 
 /// bash completes `starling fol` as a user would see it: the script is sourced and
-/// its completion function asked, as bash does on Tab.
+/// its completion function called as bash calls it on Tab (command, word, previous
+/// word; `COMP_WORDS` and `COMP_CWORD` set).
 #[test]
 fn bash_completes_commands_and_options() {
     let out = starling(&["completions", "bash"]);
@@ -27,7 +28,7 @@ fn bash_completes_commands_and_options() {
         let out = Command::new("bash")
             .arg("-c")
             .arg(format!(
-                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _starling starling; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _starling starling \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
                 script.display()
             ))
             .output()
@@ -60,14 +61,23 @@ fn the_manual_page_names_every_command() {
     let tmp = tempfile::tempdir().unwrap();
     let out = starling(&["man", "--dir", tmp.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    for name in ["starling", "starling-up", "starling-follow", "starling-relay", "starling-ui"] {
+    for name in [
+        "starling",
+        "starling-up",
+        "starling-follow",
+        "starling-relay",
+        "starling-ui",
+    ] {
         let file = tmp.path().join(format!("{name}.1"));
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(text.contains(".TH"), "{name}");
     }
     let follow = std::fs::read_to_string(tmp.path().join("starling-follow.1")).unwrap();
-    assert!(follow.contains("starling follow bob"), "examples in the page: {follow}");
+    assert!(
+        follow.contains("starling follow bob"),
+        "examples in the page: {follow}"
+    );
 }
 
 #[test]
@@ -87,7 +97,10 @@ fn every_command_shows_examples_in_its_help() {
         let out = starling(&[c, "--help"]);
         assert!(out.status.success(), "{c}: {}", stderr(&out));
         let help = stdout(&out);
-        assert!(help.contains("Examples:\n  starling "), "`starling {c} --help`:\n{help}");
+        assert!(
+            help.contains("Examples:\n  starling "),
+            "`starling {c} --help`:\n{help}"
+        );
     }
 }
 
@@ -117,7 +130,11 @@ async fn ui_open_hands_the_sign_in_link_to_the_browser() {
     let url = crate::harness::wait_for(
         std::time::Duration::from_secs(10),
         "the browser to be started",
-        || async { std::fs::read_to_string(&opened).ok().filter(|u| !u.is_empty()) },
+        || async {
+            std::fs::read_to_string(&opened)
+                .ok()
+                .filter(|u| !u.is_empty())
+        },
     )
     .await
     .unwrap();
@@ -129,6 +146,10 @@ async fn ui_open_hands_the_sign_in_link_to_the_browser() {
         .build()
         .unwrap();
     let signed_in = http.get(&url).send().await.unwrap();
-    assert!(signed_in.status().is_redirection(), "{}", signed_in.status());
+    assert!(
+        signed_in.status().is_redirection(),
+        "{}",
+        signed_in.status()
+    );
     assert!(signed_in.headers().contains_key("set-cookie"));
 }

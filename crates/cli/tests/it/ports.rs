@@ -29,7 +29,10 @@ async fn a_second_profile_starts_with_plain_up() {
     // Each profile's commands find their own daemon, with no flag.
     assert_eq!(alice.cli_json(&["whoami"])["handle"], "alice");
     assert_eq!(bob.cli_json(&["whoami"])["handle"], "bob");
-    assert_eq!(bob.cli_json(&["status"])["network"]["listen_addrs"], sb["network"]["listen_addrs"]);
+    assert_eq!(
+        bob.cli_json(&["status"])["network"]["listen_addrs"],
+        sb["network"]["listen_addrs"]
+    );
 
     // Restarted while the first still runs: the same ports as before.
     let (url, port) = (b.url().to_string(), listen_port(&sb));
