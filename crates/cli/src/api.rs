@@ -545,7 +545,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn parse(&self) -> ApiResult<(usize, Option<Cursor>)> {
+    pub(crate) fn parse(&self) -> ApiResult<(usize, Option<Cursor>)> {
         let limit = self.limit.unwrap_or(20);
         if !(1..=500).contains(&limit) {
             return Err(ApiError::bad_request("limit must be between 1 and 500"));

@@ -8,47 +8,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use starling_node::{Cursor, TimelinePage, UserView};
-use utoipa::IntoParams;
+use starling_node::{TimelinePage, UserView};
 
-use crate::api::{ApiError, ApiQuery, ApiState, ErrorBody};
+use crate::api::{ApiError, ApiQuery, ApiState, ErrorBody, PageQuery};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// Most posts in one page.
-const MAX_LIMIT: usize = 500;
-/// Posts in a page when the request names no limit.
-const DEFAULT_LIMIT: usize = 20;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UserPostsQuery {
-    /// Posts per page.
-    #[param(minimum = 1, maximum = 500, default = 20)]
-    pub limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
-    pub before: Option<String>,
-}
-
-impl UserPostsQuery {
-    fn parse(&self) -> ApiResult<(usize, Option<Cursor>)> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(format!(
-                "limit must be between 1 and {MAX_LIMIT} (it was {limit})"
-            )));
-        }
-        let before = match self.before.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(
-                c.parse::<Cursor>()
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
-            ),
-        };
-        Ok((limit, before))
-    }
-}
 
 /// Who a user is, by handle or key: key, handle (when known), fingerprint, whether
 /// it is you, whether you follow them (and whether they acknowledged it), whether
@@ -76,7 +40,7 @@ pub(crate) async fn user(
 /// A user's unexpired posts that this node holds, newest first, cursor-paged: yours,
 /// or those of someone you follow (nobody else's posts are kept here).
 #[utoipa::path(get, path = "/users/{target}/posts", tag = "people",
-    params(("target" = String, Path, description = "A handle (`alice`, `@alice`) or a key (`12D3KooW...`)"), UserPostsQuery),
+    params(("target" = String, Path, description = "A handle (`alice`, `@alice`) or a key (`12D3KooW...`)"), PageQuery),
     responses(
         (status = 200, description = "One page of their posts", body = TimelinePage),
         (status = 400, description = "`bad_request`: a limit outside 1-500, a malformed cursor, or a path that is not UTF-8", body = ErrorBody),
@@ -91,7 +55,7 @@ pub(crate) async fn user(
 pub(crate) async fn user_posts(
     State(st): State<ApiState>,
     Path(target): Path<String>,
-    ApiQuery(q): ApiQuery<UserPostsQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<TimelinePage>> {
     // The page first: a bad limit is refused before any lookup.
     let (limit, before) = q.parse()?;

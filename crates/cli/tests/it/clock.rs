@@ -58,11 +58,7 @@ async fn a_clock_ten_minutes_ahead_is_told_and_corrected() {
 
     let out = bob.cli(&["follow", &alice_key]);
     assert!(out.status.success(), "{}", crate::harness::stderr(&out));
-    wait_for(WAIT, "alice to acknowledge bob's follow", || async {
-        bob.cli_json(&["following"])[0]["pending"] == false
-    })
-    .await
-    .unwrap();
+    crate::harness::wait_acknowledged(&bob, "bob's follow of alice").await;
 
     alice.cli_json(&["post", "posted from ten minutes ahead"]);
     let st = wait_for(WAIT, "bob to refuse the future-dated post", || async {

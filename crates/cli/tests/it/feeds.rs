@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Profile, addr, wait_for};
+use crate::harness::{Profile, addr, wait_acknowledged, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -43,11 +43,7 @@ async fn atom_feeds_of_the_timeline_and_of_own_posts() {
     let a = alice.up(&[]).await;
     let b = bob.up(&["--bootstrap", &addr(&a).await]).await;
     bob.cli_json(&["follow", &a.author().to_string()]);
-    wait_for(WAIT, "bob's follow to be acknowledged", || async {
-        bob.cli_json(&["following"])[0]["pending"] == false
-    })
-    .await
-    .unwrap();
+    wait_acknowledged(&bob, "bob's follow").await;
     let tricky = "<b>not bold</b> & \"quoted\" ]]> café\nsecond line";
     alice.cli_json(&["post", "first from alice"]);
     alice.cli_json(&["post", tricky]);

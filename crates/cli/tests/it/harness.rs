@@ -163,6 +163,17 @@ pub async fn handle_state(d: &Daemon) -> Value {
     d.get("/whoami").await.unwrap()["handle_state"].clone()
 }
 
+/// Waits until the first follow of `p` is acknowledged by the followee.
+pub async fn wait_acknowledged(p: &Profile, what: &str) {
+    wait_for(
+        Duration::from_secs(60),
+        &format!("{what} to be acknowledged"),
+        || async { p.cli_json(&["following"])[0]["pending"] == false },
+    )
+    .await
+    .unwrap();
+}
+
 /// Waits until the daemon's handle is registered.
 pub async fn wait_registered(d: &Daemon) {
     wait_for(

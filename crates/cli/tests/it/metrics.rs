@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Daemon, Profile, addr, wait_for};
+use crate::harness::{Daemon, Profile, addr, wait_acknowledged, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -62,11 +62,7 @@ async fn metrics_are_prometheus_text_behind_the_token() {
     let a = alice.up(&[]).await;
     let b = bob.up(&["--bootstrap", &addr(&a).await]).await;
     bob.cli_json(&["follow", &a.author().to_string()]);
-    wait_for(WAIT, "bob's follow to be acknowledged", || async {
-        bob.cli_json(&["following"])[0]["pending"] == false
-    })
-    .await
-    .unwrap();
+    wait_acknowledged(&bob, "bob's follow").await;
     alice.cli_json(&["post", "counted"]);
     wait_for(WAIT, "the post to reach bob", || async {
         bob.cli_json(&["timeline"])["posts"]

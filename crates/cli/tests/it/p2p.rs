@@ -7,20 +7,11 @@ use serde_json::{Value, json};
 use starling_node::ProfileDir;
 
 use crate::harness::{
-    Daemon, Profile, addr, handle_state, post_raw, status, stderr, stdout, timeline, wait_for,
-    wait_registered,
+    Daemon, Profile, addr, handle_state, post_raw, status, stderr, stdout, timeline,
+    wait_acknowledged, wait_for, wait_registered,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Waits until the first follow of `p` is acknowledged by the followee.
-async fn wait_acknowledged(p: &Profile, what: &str) {
-    wait_for(WAIT, &format!("{what} to be acknowledged"), || async {
-        p.cli_json(&["following"])[0]["pending"] == false
-    })
-    .await
-    .unwrap();
-}
 
 /// Issue 12: follow statements in a batch. carol follows alice and bob in one
 /// command, with her own key among the targets: the two are followed (one
