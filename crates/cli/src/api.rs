@@ -320,6 +320,9 @@ impl From<NodeError> for ApiError {
             NodeError::Network(_) | NodeError::Offline | NodeError::ClaimPending { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "network", msg)
             }
+            NodeError::HeadUnknown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "head_unknown", msg)
+            }
             NodeError::Store(s) if s.is_disk_full() => {
                 tracing::error!(error = %msg, "request failed: the disk is full");
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", msg)
@@ -602,6 +605,7 @@ pub struct NewPost {
 #[utoipa::path(post, path = "/posts", tag = "posts", request_body = NewPost,
     responses((status = 201, description = "stored durably and being pushed to followers", body = PostView),
         (status = 422, description = "a body that breaks the rules (`empty_body`, `body_too_long`, `control_character`), or a JSON body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "a key restored from its words has not learned the number of its newest post from the network yet (`head_unknown`): nothing was posted", body = ErrorBody),
         (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn create_post(
     State(st): State<ApiState>,
@@ -645,6 +649,7 @@ async fn metrics(State(st): State<ApiState>) -> ApiResult<Response> {
         (status = 400, description = "`seq` is not a post number", body = ErrorBody),
         (status = 404, description = "no post of yours with this number (`not_in_archive`)", body = ErrorBody),
         (status = 409, description = "the post has not expired yet (`not_expired`)", body = ErrorBody),
+        (status = 503, description = "a key restored from its words has not learned the number of its newest post yet (`head_unknown`)", body = ErrorBody),
         (status = 507, description = "the disk is full: nothing was saved", body = ErrorBody)))]
 async fn repost(
     State(st): State<ApiState>,

@@ -807,6 +807,9 @@ pub fn key_restore(dir: &ProfileDir, name: &str, json: bool) -> anyhow::Result<(
     let seed = phrase::seed(&text)?;
     let identity = Identity::from_secret_bytes(*seed);
     let profile = Profile::create_with(dir.path(), handle.as_str(), identity, now_ms())?;
+    // None of its posts are here: its node learns the newest one's number from the
+    // network before it posts again.
+    profile.dir.mark_head_unknown()?;
     #[derive(Serialize)]
     struct Restored {
         handle: String,
@@ -824,9 +827,10 @@ pub fn key_restore(dir: &ProfileDir, name: &str, json: bool) -> anyhow::Result<(
     print(json, &done, |r| {
         format!(
             "Restored your key as @{} in {}\nkey:         {}\nfingerprint: {}\n\
-             Only the key: if it posted before, import your export into this directory \
-             (`starling --data-dir {} import FILE --force`) before you post, or your new \
-             posts take numbers your followers already hold and they refuse them.",
+             Only the key: your posts, follows and followers are in your export (`starling \
+             --data-dir {} import FILE --force` restores them). Started with the network, \
+             the node first learns the number of your newest post, so your next post \
+             follows it.",
             r.handle, r.data_dir, r.peer_id, r.fingerprint, r.data_dir
         )
     })

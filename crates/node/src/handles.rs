@@ -320,6 +320,10 @@ impl Online {
     /// Publishes our signed profile record (handle when registered, newest post).
     pub(crate) async fn publish_profile(&self) {
         let s = &self.shared;
+        // A restored key's record must not announce head 0 over the real one.
+        if !*s.head_known.borrow() {
+            return;
+        }
         let head = s.head_seq();
         let handle = (self.handles.state() == HandleState::Registered).then(|| s.handle());
         let Ok(record) = ProfileRecord::sign(
@@ -340,7 +344,10 @@ impl Online {
             .put_record(profile_key(&s.me), record.into_bytes())
             .await
         {
-            Ok(()) => self.handles.published_head.store(head, Ordering::SeqCst),
+            Ok(()) => {
+                self.handles.published_head.store(head, Ordering::SeqCst);
+                s.metrics.inc("profile.published");
+            }
             Err(e) => tracing::debug!(error = %e, "profile not published yet"),
         }
     }

@@ -33,6 +33,10 @@ use crate::view::{
     TimelinePage, UserView, WhoAmI,
 };
 
+/// How long a post waits for the newest own post's number to be learned (a key
+/// restored from its words) before it is refused.
+pub const HEAD_WAIT: Duration = Duration::from_secs(20);
+
 /// How long [`Node::user`] waits to learn the handle of a key it knows no name for.
 pub const USER_HANDLE_LOOKUP: Duration = Duration::from_secs(3);
 
@@ -118,6 +122,10 @@ pub enum NodeError {
     NotFollowing(String),
     #[error("the network is unavailable: this node runs without network")]
     Offline,
+    #[error(
+        "this key was restored from its words and the number of its newest post is not known yet: it is being looked up in the network (start the node with the network, or import your export); posting now could reuse a number your followers hold"
+    )]
+    HeadUnknown,
     #[error("the network is unavailable: {0}")]
     Network(#[from] NetError),
     #[error("invalid setting: {0}")]
@@ -170,12 +178,15 @@ pub(crate) struct Shared {
     /// followers told us of ours.
     pub(crate) skew: Skew,
     events: broadcast::Sender<NodeEvent>,
-    profile: RwLock<Profile>,
+    pub(crate) profile: RwLock<Profile>,
     /// Verified handles of other users, for display.
     names: RwLock<HashMap<AuthorId, String>>,
     /// Serialises this user's posts so each gets the next seq.
     post_lock: Mutex<()>,
-    head_seq: AtomicU64,
+    pub(crate) head_seq: AtomicU64,
+    /// False while the newest own post's number is to be learned from the network
+    /// (a key restored from its words: see `ProfileDir::head_unknown`).
+    pub(crate) head_known: tokio::sync::watch::Sender<bool>,
     started: Instant,
 }
 
@@ -336,9 +347,11 @@ impl Node {
         }
         // Live views only: a subscriber that falls this far behind gets `resync`.
         let (events, _) = broadcast::channel(128);
+        let head_known = tokio::sync::watch::Sender::new(!profile.dir.head_unknown());
         let shared = Arc::new(Shared {
             me,
             head_seq: AtomicU64::new(head.map_or(0, |h| h.seq)),
+            head_known,
             profile: RwLock::new(profile),
             store,
             clock: Arc::new(clock),
@@ -483,6 +496,17 @@ impl Node {
     async fn publish(&self, body: &str, repost_of: Option<PostRef>) -> Result<PostView, NodeError> {
         check_body(body)?;
         let s = &self.shared;
+        if !*s.head_known.borrow() {
+            // Without the network nothing can tell it: refused at once.
+            if self.online.is_none() {
+                return Err(NodeError::HeadUnknown);
+            }
+            let mut known = s.head_known.subscribe();
+            let wait = tokio::time::timeout(HEAD_WAIT, known.wait_for(|k| *k)).await;
+            if !matches!(wait, Ok(Ok(_))) {
+                return Err(NodeError::HeadUnknown);
+            }
+        }
         let post = {
             let _turn = s.post_lock.lock().await;
             let ts = s.clock.post_stamp();

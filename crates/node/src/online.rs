@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use starling_core::records::feed_key;
 use starling_core::{AuthorId, Blame, Channel, Post, Verdict};
@@ -110,6 +111,53 @@ impl Online {
         s.tasks.spawn(self.clone().run_clock_notices());
         s.tasks.spawn(self.clone().run_registration());
         s.tasks.spawn(self.clone().run_maintenance());
+        if !*s.head_known.borrow() {
+            s.tasks.spawn(self.clone().learn_own_head());
+        }
+    }
+
+    /// A key restored from its words holds none of its posts: learns the newest
+    /// one's number from the profile records the network keeps (the highest any
+    /// peer holds, signed by us), so the next post continues after it. An empty
+    /// answer counts only once peers are connected; until then it asks again.
+    async fn learn_own_head(self: Arc<Self>) {
+        use starling_core::ProfileRecord;
+        use starling_net::GetMode;
+        let s = &self.shared;
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let peers = self
+                .net
+                .status()
+                .await
+                .map_or(0, |st| st.connected_peers.len());
+            if peers > 0 {
+                let key = starling_core::records::profile_key(&s.me);
+                if let Ok(answers) = self.net.get_record(key, GetMode::Poll).await {
+                    let head = answers
+                        .iter()
+                        .filter_map(|a| ProfileRecord::decode(&a.value).ok())
+                        .filter(|r| r.owner == s.me)
+                        .map(|r| r.head_seq)
+                        .max()
+                        .unwrap_or(0);
+                    s.head_seq.fetch_max(head, Ordering::SeqCst);
+                    let dir = s.profile.read().expect("profile poisoned").dir.clone();
+                    if let Err(e) = dir.clear_head_unknown() {
+                        tracing::warn!(error = %e, "cannot clear the restored-key mark");
+                    }
+                    tracing::info!(
+                        head,
+                        answers = answers.len(),
+                        "newest own post number learned"
+                    );
+                    s.head_known.send_replace(true);
+                    return;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
     }
 
     /// Pushes a post of ours, just stored, to online followers.

@@ -200,6 +200,35 @@ impl ProfileDir {
         self.file("peers.json")
     }
 
+    /// `head.unknown`: the key came back from its words alone, so this profile holds
+    /// none of its own posts. Until the node has learned the number of its newest
+    /// post from the network, it does not post: a number its followers already hold
+    /// would be refused as a second post under one number.
+    pub fn head_unknown_path(&self) -> PathBuf {
+        self.file("head.unknown")
+    }
+
+    pub fn head_unknown(&self) -> bool {
+        self.head_unknown_path().exists()
+    }
+
+    pub fn mark_head_unknown(&self) -> Result<(), ProfileError> {
+        let path = self.head_unknown_path();
+        fs::write(
+            &path,
+            "the key was restored from its words: the newest post's number is learned from the network before the next post\n",
+        )
+        .map_err(io(&path))
+    }
+
+    pub fn clear_head_unknown(&self) -> Result<(), ProfileError> {
+        let path = self.head_unknown_path();
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// `ports.json`: the ports `starling up` fell back to when the defaults were
     /// taken, tried first at the next start (the web UI link stays the same).
     pub fn ports_path(&self) -> PathBuf {

@@ -475,6 +475,88 @@ async fn a_damaged_or_hostile_export_is_refused_and_nothing_is_written() {
     assert_eq!(own, [4, 3, 2, 1]);
 }
 
+/// A key restored from its words alone continues its numbering: its node learns
+/// the number of its newest post from the profile records the network keeps before
+/// it posts (offline it refuses to post), so a follower takes the next post and
+/// nobody is flagged for a number used twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_restored_from_its_words_continues_its_numbering() {
+    let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
+    let b = bob.up(&[]).await;
+    let boot = addr(&b).await;
+    let a = alice
+        .up(&["--bootstrap", &boot, "--maintenance-interval", "1s"])
+        .await;
+    bob.cli_json(&["follow", &a.author().to_string()]);
+    crate::harness::wait_acknowledged(&bob, "bob's follow").await;
+    let published = |st: &Value| st["counters"]["profile.published"].as_u64().unwrap_or(0);
+    for n in 1..=3 {
+        alice.cli_json(&["post", &format!("before the loss #{n}")]);
+    }
+    let before = published(&crate::harness::status(&a).await);
+    // Her profile record, with the newest number, is out in the network.
+    wait_for(
+        WAIT,
+        "alice's profile record to be published after her posts",
+        || async { (published(&crate::harness::status(&a).await) > before).then_some(()) },
+    )
+    .await
+    .unwrap();
+    wait_for(WAIT, "bob to hold alice's three posts", || async {
+        (timeline(&b)
+            .await
+            .iter()
+            .filter(|(_, _, body)| body.starts_with("before"))
+            .count()
+            == 3)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let words = alice.cli_json(&["key", "backup"])["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    a.stop().await.unwrap();
+
+    // A new machine: only the words.
+    let m = Machine::new();
+    let dir = m.path("alice");
+    let out = run_with_input(&dir, &["key", "restore", "--name", "alice"], &words);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restored = Profile::at(&dir);
+    // Offline it cannot learn the number: it refuses to post, and says why.
+    {
+        let offline = restored.up(&["--offline"]).await;
+        let (status, v) = post_raw(&offline, "/posts", &json!({"body": "too early"})).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (503, Some("head_unknown")),
+            "{v}"
+        );
+        offline.stop().await.unwrap();
+    }
+    let a2 = restored.up(&["--bootstrap", &boot]).await;
+    let post = restored.cli_json(&["post", "after the restore"]);
+    assert_eq!(post["seq"], 4, "{post}");
+    wait_for(WAIT, "bob to take alice's next post", || async {
+        timeline(&b)
+            .await
+            .iter()
+            .any(|(_, _, body)| body == "after the restore")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let st = crate::harness::status(&b).await;
+    assert_eq!(st["flagged"], json!([]), "{st}");
+    assert!(!dir.join("head.unknown").exists());
+    drop(a2);
+}
+
 /// The key as 24 words: printed with a warning, restored in a new directory to
 /// the same key; a word outside the list or a wrong word is named, and nothing is
 /// created.
