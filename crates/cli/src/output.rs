@@ -146,7 +146,7 @@ pub fn status(s: &Status) -> String {
         None => clock,
     };
     let mut out = format!(
-        "@{} ({})\nhandle:    {}\nversion:   {}\nuptime:    {}s\nposts:     {} stored, {} live; your newest is #{}\npost life: {}\nclock:     {}\nfollowing: {} ({} statements waiting for delivery)\nfollowers: {}",
+        "@{} ({})\nhandle:    {}\nversion:   {}\nuptime:    {}s\nposts:     {} stored, {} live; your newest is #{}\nstore:     {:.1} MiB on disk; keeps at most {} posts per followed user, {} of others in all\npost life: {}\nclock:     {}\nfollowing: {} ({} statements waiting for delivery)\nfollowers: {}",
         s.handle,
         s.peer_id,
         s.handle_state,
@@ -155,6 +155,9 @@ pub fn status(s: &Status) -> String {
         s.posts_stored,
         s.posts_live,
         s.head_seq,
+        s.store.disk_bytes as f64 / (1024.0 * 1024.0),
+        s.store.quota_per_author,
+        s.store.quota_total,
         humantime::format_duration(std::time::Duration::from_secs_f64(s.post_ttl_secs)),
         clock,
         s.following,

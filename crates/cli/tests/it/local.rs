@@ -89,6 +89,12 @@ async fn post_timeline_expiry_archive_and_repost() {
     let st = alice.cli_json(&["status"]);
     assert_eq!(st["head_seq"], 4);
     assert_eq!(st["handle"], "alice");
+    assert!(st["store"]["disk_bytes"].as_u64().unwrap() > 0, "{st}");
+    let text = stdout(&alice.cli(&["status"]));
+    assert!(
+        text.contains("MiB on disk; keeps at most 10000 posts per followed user"),
+        "{text}"
+    );
     let who = alice.cli_json(&["whoami"]);
     assert!(who["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
 
