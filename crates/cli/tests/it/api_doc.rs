@@ -281,7 +281,8 @@ sys.exit(schemathesis())
 /// (no 5xx, every status and content type documented, every body matching its
 /// schema, invalid input refused, the token enforced) but that every valid input
 /// succeeds (a valid handle may be unknown: 404). The event stream never ends, so
-/// it is left out. `STARLING_FUZZ_EXAMPLES` sets the cases per operation.
+/// it is left out. `STARLING_FUZZ_EXAMPLES` sets the cases per operation and
+/// `STARLING_FUZZ_SEED` the seed (1 in the suite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_driven_fuzzer_finds_no_mismatch_and_no_server_error() {
     // A small network, so that handle lookups and claims get answers (a node alone,
@@ -296,9 +297,10 @@ async fn a_schema_driven_fuzzer_finds_no_mismatch_and_no_server_error() {
     }
     crate::harness::wait_registered(&d).await;
     let examples = std::env::var("STARLING_FUZZ_EXAMPLES").unwrap_or_else(|_| "40".into());
-    let seed = std::env::var("STARLING_FUZZ_SEED")
-        .unwrap_or_else(|_| (std::process::id() % 100_000).to_string());
-    eprintln!("fuzzing with seed {seed} (STARLING_FUZZ_SEED replays it)");
+    // One seed in the suite, so that a run fails only for a change; others explore
+    // (STARLING_FUZZ_SEED=<n>).
+    let seed = std::env::var("STARLING_FUZZ_SEED").unwrap_or_else(|_| "1".into());
+    eprintln!("fuzzing with seed {seed} (STARLING_FUZZ_SEED sets another)");
     let report = tempfile::tempdir().unwrap();
     // A body over the server's 16 KiB limit is refused (413) before it is read,
     // whatever it holds: for invalid data, a rejection like the others.
