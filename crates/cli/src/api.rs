@@ -547,12 +547,18 @@ pub struct PageQuery {
     pub before: Option<String>,
 }
 
+/// A page's `limit`, 1-500, `default` when absent.
+pub(crate) fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
+    Ok(limit)
+}
+
 impl PageQuery {
     pub(crate) fn parse(&self) -> ApiResult<(usize, Option<Cursor>)> {
-        let limit = self.limit.unwrap_or(20);
-        if !(1..=500).contains(&limit) {
-            return Err(ApiError::bad_request("limit must be between 1 and 500"));
-        }
+        let limit = page_limit(self.limit, 20)?;
         let before = match self.before.as_deref() {
             None | Some("") => None,
             Some(c) => Some(

@@ -18,10 +18,13 @@ pub async fn up(dir: &ProfileDir, args: UpArgs) -> anyhow::Result<()> {
     let _lock = dir.lock()?;
     dir.make_private()?;
     let token: Arc<str> = dir.token()?.into();
-    let mut ports = crate::ports::Fallback::load(dir);
+    let remembered = crate::ports::Fallback::load(dir);
+    let mut ports = remembered.clone();
     let listener = crate::ports::bind_api(&settings, &mut ports).await?;
     crate::ports::choose_p2p_port(&mut settings, &mut ports);
-    ports.save(dir);
+    if ports != remembered {
+        ports.save(dir);
+    }
     let addr = listener.local_addr()?;
     let node = Node::start(profile.clone(), settings.node).await?;
 

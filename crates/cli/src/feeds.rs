@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use starling_node::{PostView, WhoAmI};
 use utoipa::IntoParams;
 
-use crate::api::{ApiError, ApiQuery, ApiState};
+use crate::api::{ApiError, ApiQuery, ApiState, page_limit};
 
 /// Where the feeds are served.
 pub const FEEDS_PREFIX: &str = "/api/v1/feeds/";
@@ -42,16 +42,6 @@ pub struct FeedQuery {
     pub key: Option<String>,
 }
 
-impl FeedQuery {
-    fn limit(&self) -> Result<usize, ApiError> {
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=500).contains(&limit) {
-            return Err(ApiError::bad_request("limit must be between 1 and 500"));
-        }
-        Ok(limit)
-    }
-}
-
 /// Your timeline (your posts and those of everyone you follow, unexpired) as an Atom
 /// feed.
 #[utoipa::path(get, path = "/feeds/timeline.atom", tag = "posts", params(FeedQuery),
@@ -62,7 +52,7 @@ pub async fn timeline_feed(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<FeedQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit()?;
+    let limit = page_limit(q.limit, 50)?;
     let me = st.node.whoami();
     let page = st.node.timeline(limit, None).await?;
     let feed = atom(
@@ -85,7 +75,7 @@ pub async fn posts_feed(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<FeedQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit()?;
+    let limit = page_limit(q.limit, 50)?;
     let me = st.node.whoami();
     let page = st.node.posts_of(me.peer_id, limit, None).await?;
     let feed = atom(

@@ -32,9 +32,6 @@ impl Fallback {
     }
 
     pub fn save(&self, dir: &ProfileDir) {
-        if *self == Self::load(dir) {
-            return;
-        }
         let json = serde_json::to_vec_pretty(self).expect("plain struct");
         if let Err(e) = std::fs::write(dir.ports_path(), json) {
             tracing::warn!(error = %e, "cannot remember the ports taken");

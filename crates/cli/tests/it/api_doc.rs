@@ -22,14 +22,7 @@ async fn every_documented_route_answers_as_documented() {
     let d = alice.up(&[]).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
 
-    let doc: Value = http
-        .get(format!("{}/api/openapi.json", d.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = crate::harness::openapi(&d).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],

@@ -163,6 +163,21 @@ pub async fn handle_state(d: &Daemon) -> Value {
     d.get("/whoami").await.unwrap()["handle_state"].clone()
 }
 
+/// The daemon's OpenAPI document (served without the token).
+pub async fn openapi(d: &Daemon) -> Value {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/openapi.json", d.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Waits until the first follow of `p` is acknowledged by the followee.
 pub async fn wait_acknowledged(p: &Profile, what: &str) {
     wait_for(

@@ -445,17 +445,7 @@ async fn user_pages_by_handle_or_key_and_clear_errors() {
     );
 
     // The document states the limits.
-    let doc: Value = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{}/api/openapi.json", d.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = crate::harness::openapi(&d).await;
     let op = &doc["paths"]["/api/v1/users/{target}/posts"]["get"];
     let limit = op["parameters"]
         .as_array()
