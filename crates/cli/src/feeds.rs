@@ -55,15 +55,13 @@ pub async fn timeline_feed(
     let limit = page_limit(q.limit, 50)?;
     let me = st.node.whoami();
     let page = st.node.timeline(limit, None).await?;
-    let feed = atom(
+    Ok(respond(
+        &st,
         &me,
         "timeline",
-        &format!("@{}'s timeline", me.handle),
         "Your posts and those of everyone you follow, newest first",
         &page.posts,
-        &format!("http://{}", st.addr),
-    );
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], feed).into_response())
+    ))
 }
 
 /// Your own unexpired posts as an Atom feed.
@@ -78,15 +76,27 @@ pub async fn posts_feed(
     let limit = page_limit(q.limit, 50)?;
     let me = st.node.whoami();
     let page = st.node.posts_of(me.peer_id, limit, None).await?;
-    let feed = atom(
+    Ok(respond(
+        &st,
         &me,
         "posts",
-        &format!("@{}'s posts", me.handle),
         "Posts by this user, newest first",
         &page.posts,
+    ))
+}
+
+/// The feed `kind` ("@alice's timeline") of `posts`, as the answer.
+fn respond(st: &ApiState, me: &WhoAmI, kind: &str, subtitle: &str, posts: &[PostView]) -> Response {
+    let title = format!("@{}'s {kind}", me.handle);
+    let feed = atom(
+        me,
+        kind,
+        &title,
+        subtitle,
+        posts,
         &format!("http://{}", st.addr),
     );
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], feed).into_response())
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], feed).into_response()
 }
 
 fn time(ms: u64) -> FixedDateTime {
