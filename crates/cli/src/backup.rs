@@ -621,17 +621,22 @@ async fn restore_records<R: BufRead>(
     let mut posts = Vec::new();
     let mut following = Vec::new();
     let mut followers = Vec::new();
-    let end = loop {
+    let (said, sha256, signature) = loop {
         let Some(line) = reader.next()? else {
             return Err(ImportError::Truncated.into());
         };
         let record: Record = serde_json::from_slice(line).map_err(|e| reader.bad(e))?;
-        if let Record::End { .. } = record {
-            break record;
+        // Every line but the end line is counted and digested.
+        if !matches!(record, Record::End { .. }) {
+            reader.hash();
+            records += 1;
         }
-        reader.hash();
-        records += 1;
         match record {
+            Record::End {
+                records: said,
+                sha256,
+                signature,
+            } => break (said, sha256, signature),
             Record::Post(raw) => {
                 let post = Post::decode(&raw).map_err(|e| reader.bad(format!("post: {e}")))?;
                 if post.author != me {
@@ -692,21 +697,12 @@ async fn restore_records<R: BufRead>(
                         .await?;
                 }
             }
-            Record::End { .. } => unreachable!("handled above"),
         }
     };
     store_posts(store, posts, now).await?;
     store.put_followings(following, now).await?;
     store.put_followers(followers, now).await?;
 
-    let Record::End {
-        records: said,
-        sha256,
-        signature,
-    } = end
-    else {
-        unreachable!("the loop ends on the end line")
-    };
     if reader.next()?.is_some() {
         return Err(reader.bad("data after the end line").into());
     }
