@@ -40,8 +40,20 @@ async fn joins_through_a_dns_bootstrap_address() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let st = boot.status().await.expect("status");
-    assert!(st.connected_peers.contains(&node.local_peer_id()));
+    // The listening side reports the connection on its own schedule: wait for it too.
+    while !boot
+        .status()
+        .await
+        .expect("status")
+        .connected_peers
+        .contains(&node.local_peer_id())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bootstrap node never listed the dialer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     node.shutdown().await;
     boot.shutdown().await;
 }
