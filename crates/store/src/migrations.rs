@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("../migrations/0003_dht.sql")),
     (4, include_str!("../migrations/0004_equivocations.sql")),
     (5, include_str!("../migrations/0005_peers.sql")),
+    (6, include_str!("../migrations/0006_fewer_post_indexes.sql")),
 ];
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {

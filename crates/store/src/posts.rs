@@ -229,7 +229,8 @@ impl Store {
     }
 
     /// `author`'s expired posts (the archive when `author` is this node's user),
-    /// newest first, strictly older than `before`.
+    /// newest (highest seq) first, strictly before `before`'s seq. Seq, not the
+    /// timestamp, orders one author's posts; the primary key serves the range.
     pub async fn expired_posts_of(
         &self,
         author: AuthorId,
@@ -238,15 +239,15 @@ impl Store {
         before: Option<Cursor>,
     ) -> Result<Vec<StoredPost>> {
         self.read(move |c| {
-            let ts = before.map_or(i64::MAX, |cur| cur.ts.0 as i64);
+            let seq = before.map_or(i64::MAX, |cur| cur.seq as i64);
             let mut stmt = c.prepare_cached(
                 "SELECT raw, received_at FROM posts
-                 WHERE author = ?1 AND ts < ?2 AND expires_at <= ?3
-                 ORDER BY ts DESC LIMIT ?4",
+                 WHERE author = ?1 AND seq < ?2 AND expires_at <= ?3
+                 ORDER BY seq DESC LIMIT ?4",
             )?;
             let rows = stmt
                 .query_map(
-                    params![author.as_bytes(), ts, now_ms as i64, limit as i64],
+                    params![author.as_bytes(), seq, now_ms as i64, limit as i64],
                     stored,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -580,3 +580,34 @@ async fn a_snapshot_reads_own_records_beside_the_writer() {
         1
     );
 }
+
+/// Every read runs on an index, and the schema has no index a query does not use: each
+/// costs every received post a B-tree insert.
+#[tokio::test]
+async fn posts_carry_only_the_indexes_the_queries_use() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let conn = rusqlite::Connection::open(dir.path().join("starling.db")).unwrap();
+    let mut indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'posts'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    indexes.sort();
+    assert_eq!(indexes, ["posts_by_expiry", "posts_by_ts"]);
+    // The archive pages by seq on the primary key, without a sort.
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT raw, received_at FROM posts
+             WHERE author = ?1 AND seq < ?2 AND expires_at <= ?3 ORDER BY seq DESC LIMIT ?4",
+        )
+        .unwrap()
+        .query_map([1, 2, 3, 4], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert!(plan[0].contains("USING PRIMARY KEY"), "{plan:?}");
+}
