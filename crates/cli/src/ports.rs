@@ -62,9 +62,23 @@ pub async fn bind_api(settings: &Settings, ports: &mut Fallback) -> anyhow::Resu
     };
     let listener = match remembered {
         Some(l) => l,
-        None => TcpListener::bind(SocketAddr::new(addr.ip(), 0))
-            .await
-            .with_context(|| format!("cannot listen on {addr} ({taken}), nor on a free port"))?,
+        None => {
+            let mut near = None;
+            for port in nearby(addr.port()) {
+                if let Ok(l) = TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+                    near = Some(l);
+                    break;
+                }
+            }
+            match near {
+                Some(l) => l,
+                None => TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen on {addr} ({taken}), nor on a free port")
+                    })?,
+            }
+        }
     };
     let port = listener.local_addr()?.port();
     ports.api = Some(port);
@@ -74,6 +88,18 @@ pub async fn bind_api(settings: &Settings, ports: &mut Fallback) -> anyhow::Resu
     );
     Ok(listener)
 }
+
+/// Fallback ports tried first, near the default and with its parity (the API's
+/// 7420 → 7422, 7424, …; the peer-to-peer 7421 → 7423, …, so the two never collide):
+/// easy to recognise, and below the range the system hands out for outgoing
+/// connections (32768 and up), where a remembered port may be taken by any
+/// connection while the daemon is down.
+fn nearby(default: u16) -> impl Iterator<Item = u16> {
+    (1..=NEARBY).filter_map(move |k| default.checked_add(2 * k))
+}
+
+/// How many nearby ports are tried before any free port.
+const NEARBY: u16 = 32;
 
 /// Whether `port` is free for TCP and UDP (QUIC) on every interface.
 fn free(port: u16) -> bool {
@@ -117,7 +143,12 @@ pub fn choose_p2p_port(settings: &mut Settings, ports: &mut Fallback) {
     if default == 0 || free(default) {
         return;
     }
-    let Some(port) = ports.p2p.filter(|p| free(*p)).or_else(any_free) else {
+    let Some(port) = ports
+        .p2p
+        .filter(|p| free(*p))
+        .or_else(|| nearby(default).find(|p| free(*p)))
+        .or_else(any_free)
+    else {
         tracing::warn!(
             port = default,
             "the peer-to-peer port is taken and no free one was found"

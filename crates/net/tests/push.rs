@@ -83,16 +83,23 @@ async fn one_copy_per_follower_and_announced_to_the_rest() {
             .await
             .unwrap();
     }
-    // carol gets the last post, from b1 or b2 (announced, then fetched).
+    // The followers get the posts from alice; carol gets them from b1 or b2
+    // (announced, then fetched).
     let deadline = Instant::now() + WAIT;
     loop {
         s1.drain(&b1, &mut b1_events).await;
         s2.drain(&b2, &mut b2_events).await;
         sc.drain(&c, &mut c_events).await;
-        if sc.0.len() as u32 >= posts {
+        if [&s1, &s2, &sc].iter().all(|s| s.0.len() as u32 >= posts) {
             break;
         }
-        assert!(Instant::now() < deadline, "carol got {} posts", sc.0.len());
+        assert!(
+            Instant::now() < deadline,
+            "b1, b2, carol got {}, {}, {} posts",
+            s1.0.len(),
+            s2.0.len(),
+            sc.0.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let alice_peer = alice.author().peer_id();

@@ -59,6 +59,13 @@ async fn fake_server_claiming(
     addr
 }
 
+/// How far one SNTP sample may be off: 5 ms, or half the round trip it measured
+/// plus 1 ms when that is more (the error of one sample is at most half the
+/// difference between the two directions' delays: a loaded machine adds them).
+fn tolerance(clock: &Clock) -> f64 {
+    5.0f64.max(clock.ntp_status().delay_ms.unwrap_or(0.0) / 2.0 + 1.0)
+}
+
 #[tokio::test]
 async fn estimates_a_known_skew_within_a_few_ms() {
     for skew in [3_500i64, -42_000, 0] {
@@ -70,11 +77,16 @@ async fn estimates_a_known_skew_within_a_few_ms() {
                 .await
         );
         let err = (clock.offset_ms() - skew as f64).abs();
-        assert!(err < 5.0, "skew {skew}: estimated {} ms", clock.offset_ms());
+        let bound = tolerance(&clock);
+        assert!(
+            err < bound,
+            "skew {skew}: estimated {} ms",
+            clock.offset_ms()
+        );
         // The corrected clock follows the server's.
         let corrected = clock.now_ms() as i64;
         let expected = starling_node::clock::system_ms() as i64 + skew;
-        assert!((corrected - expected).abs() < 10);
+        assert!(((corrected - expected).abs() as f64) < bound + 5.0);
         let st = clock.ntp_status();
         assert_eq!(st.server.as_deref(), Some(addr.to_string().as_str()));
         assert!(st.last_error.is_none());
@@ -97,7 +109,7 @@ async fn picks_the_answer_with_the_smallest_delay_and_ignores_dead_servers() {
         good.to_string(),
     ];
     assert!(clock.sync_once(&servers, Duration::from_millis(500)).await);
-    assert!((clock.offset_ms() - 1_000.0).abs() < 5.0);
+    assert!((clock.offset_ms() - 1_000.0).abs() < tolerance(&clock));
 }
 
 /// Issue 14: the client does not jump the clock on implausible answers. One server
@@ -229,7 +241,7 @@ async fn a_slow_server_never_blocks_stamping() {
     assert!(!syncing.is_finished());
     gate.notify_one();
     assert!(syncing.await.unwrap());
-    assert!((clock.offset_ms() - 2_000.0).abs() < 5.0);
+    assert!((clock.offset_ms() - 2_000.0).abs() < tolerance(&clock));
     // The jump forward shows in new stamps; none goes backwards.
     assert!(clock.stamp() > last);
 }

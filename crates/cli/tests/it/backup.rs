@@ -489,16 +489,16 @@ async fn a_key_restored_from_its_words_continues_its_numbering() {
         .await;
     bob.cli_json(&["follow", &a.author().to_string()]);
     crate::harness::wait_acknowledged(&bob, "bob's follow").await;
-    let published = |st: &Value| st["counters"]["profile.published"].as_u64().unwrap_or(0);
     for n in 1..=3 {
         alice.cli_json(&["post", &format!("before the loss #{n}")]);
     }
-    let before = published(&crate::harness::status(&a).await);
-    // Her profile record, with the newest number, is out in the network.
+    // Her profile record, with the newest number, is out in the network: bob (the
+    // only other node) stores it.
+    let alice_key = a.author();
     wait_for(
         WAIT,
-        "alice's profile record to be published after her posts",
-        || async { (published(&crate::harness::status(&a).await) > before).then_some(()) },
+        "bob to store alice's profile record naming her post #3",
+        || async { (bob.stored_profile_head(&alice_key) >= Some(3)).then_some(()) },
     )
     .await
     .unwrap();

@@ -498,7 +498,15 @@ async fn user_pages_from_handle_links_follow_buttons_ticking_times_and_shortcuts
     wait_follows(&alice_api, &bob.peer_id, false).await;
     wait_text(&a, "#user-follow", "Follow").await;
     wait_text(&a, "#user-message", "no longer follow @bob").await;
-    assert!(texts(&a, "#user-posts .post").await.is_empty());
+    // The page reloads the list after the button and the message.
+    wait_for(WAIT, "bob's posts to leave his page", || async {
+        texts(&a, "#user-posts .post")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await
+    .unwrap();
     a.find(Locator::Id("user-follow"))
         .await
         .unwrap()

@@ -27,9 +27,11 @@ async fn synchronises_against_a_real_ntp_server_on_loopback() {
     .await
     .unwrap_or_else(|e| panic!("{e}: {:?}", clock.ntp_status().last_error));
     // Same machine, same clock: the offset is (nearly) zero.
+    // One sample is off by at most half its round trip (a loaded machine adds to it).
+    let bound = 5.0f64.max(clock.ntp_status().delay_ms.unwrap_or(0.0) / 2.0 + 1.0);
     assert!(
-        clock.offset_ms().abs() < 5.0,
-        "offset {}",
+        clock.offset_ms().abs() < bound,
+        "offset {} (bound {bound})",
         clock.offset_ms()
     );
     let sample = sntp::query(&server, Duration::from_secs(1)).await.unwrap();
@@ -84,7 +86,12 @@ async fn a_clock_ten_minutes_ahead_is_told_and_corrected() {
         (590_000..=610_000).contains(&ahead),
         "her post was 10 minutes ahead of bob's clock: {ahead} ms"
     );
-    assert!(counter(&status(&b).await, "clock_notices.sent") >= 1);
+    // Bob counts his notice once alice's answer is back: after she shows it.
+    wait_for(WAIT, "bob to count his notice", || async {
+        (counter(&status(&b).await, "clock_notices.sent") >= 1).then_some(())
+    })
+    .await
+    .unwrap();
     let text = stdout(&alice.cli(&["status"]));
     assert!(
         text.contains("WARNING") && text.contains("in the future"),

@@ -128,7 +128,7 @@ async fn ui_open_hands_the_sign_in_link_to_the_browser() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let url = crate::harness::wait_for(
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(30),
         "the browser to be started",
         || async {
             std::fs::read_to_string(&opened)

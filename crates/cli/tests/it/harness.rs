@@ -120,6 +120,23 @@ impl Profile {
         .map(|v| v as u64)
     }
 
+    /// The newest seq named by `owner`'s profile record as this profile's node
+    /// stores it for the DHT (on disk), if it holds one.
+    pub fn stored_profile_head(&self, owner: &starling_core::AuthorId) -> Option<u64> {
+        let db = rusqlite::Connection::open(ProfileDir::new(&self.dir).db_path()).ok()?;
+        let key = starling_core::records::profile_key(owner);
+        let value: Vec<u8> = db
+            .query_row(
+                "SELECT value FROM dht_records WHERE key = ?1",
+                [&key],
+                |r| r.get(0),
+            )
+            .ok()?;
+        starling_core::records::ProfileRecord::from_record(&key, &value)
+            .ok()
+            .map(|p| p.head_seq)
+    }
+
     fn daemon_command(&self) -> Command {
         let mut cmd = starling();
         cmd.env(

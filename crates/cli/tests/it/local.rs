@@ -21,7 +21,10 @@ fn bodies(page: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_timeline_expiry_archive_and_repost() {
     let alice = Profile::init("alice");
-    let daemon = alice.up(&["--post-ttl", "2s", "--gc-interval", "1s"]).await;
+    // Long enough for the checks below (a CLI process each) on a loaded machine.
+    let daemon = alice
+        .up(&["--post-ttl", "10s", "--gc-interval", "1s"])
+        .await;
 
     for text in ["first", "second", "third"] {
         let out = alice.cli(&["post", text]);
@@ -50,8 +53,8 @@ async fn post_timeline_expiry_archive_and_repost() {
     let page2 = alice.cli_json(&["timeline", "--limit", "2", "--before", &cursor]);
     assert_eq!(bodies(&page2), ["first"]);
 
-    // After the 2 s lifetime the posts leave the timeline and fill the archive.
-    wait_for(Duration::from_secs(20), "posts to expire", || async {
+    // After the 10 s lifetime the posts leave the timeline and fill the archive.
+    wait_for(Duration::from_secs(60), "posts to expire", || async {
         bodies(&alice.cli_json(&["timeline"])).is_empty()
     })
     .await

@@ -1,5 +1,5 @@
 //! Several profiles on one machine with plain `starling up`: the second takes free
-//! ports when the defaults are taken, says so, and its commands find it; restarted,
+//! ports near the defaults when those are taken, says so, and its commands find it; restarted,
 //! it takes the same ports again (its web UI link stays the same).
 
 use crate::harness::{Profile, status};
@@ -26,6 +26,18 @@ async fn a_second_profile_starts_with_plain_up() {
     let said = log(&bob);
     assert!(said.contains("port 7420 is taken"), "{said}");
     assert!(said.contains("peer-to-peer port 7421 is taken"), "{said}");
+    // Near the defaults, below the ports the system hands out for outgoing
+    // connections (so none takes them while the daemon is down).
+    let api_port: u16 = b.url().rsplit(':').next().unwrap().parse().unwrap();
+    let p2p_port: u16 = listen_port(&sb).parse().unwrap();
+    assert!(
+        (7422..=7484).contains(&api_port) && api_port.is_multiple_of(2),
+        "{api_port}"
+    );
+    assert!(
+        (7423..=7485).contains(&p2p_port) && !p2p_port.is_multiple_of(2),
+        "{p2p_port}"
+    );
     // Each profile's commands find their own daemon, with no flag.
     assert_eq!(alice.cli_json(&["whoami"])["handle"], "alice");
     assert_eq!(bob.cli_json(&["whoami"])["handle"], "bob");

@@ -21,7 +21,8 @@ fn choose(s: &mut PtySession, n: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_menu_end_to_end() {
     let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
-    let a = alice.up(&["--post-ttl", "2s"]).await;
+    // Long enough for the menu's round trips on a loaded machine.
+    let a = alice.up(&["--post-ttl", "10s"]).await;
     let boot = addr(&a).await;
     let b = bob.up(&["--bootstrap", &boot]).await;
     for d in [&a, &b] {
@@ -97,8 +98,8 @@ async fn shell_menu_end_to_end() {
     choose(&mut s, "4");
     s.exp_string("You follow nobody yet.").unwrap();
 
-    // [7] Repost from storage: post #1 expired after 2 s.
-    wait_for(Duration::from_secs(30), "post #1 to expire", || async {
+    // [7] Repost from storage: post #1 expired after 10 s.
+    wait_for(Duration::from_secs(60), "post #1 to expire", || async {
         let archive = a.get("/archive").await.unwrap();
         (!archive["posts"].as_array().unwrap().is_empty()).then_some(())
     })
