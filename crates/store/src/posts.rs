@@ -210,27 +210,11 @@ impl Store {
         limit: usize,
         before: Option<Cursor>,
     ) -> Result<Vec<StoredPost>> {
-        self.read(move |c| {
-            let seq = before.map_or(i64::MAX, |cur| cur.seq as i64);
-            let mut stmt = c.prepare_cached(
-                "SELECT raw, received_at FROM posts
-                 WHERE author = ?1 AND seq < ?2 AND expires_at > ?3
-                 ORDER BY seq DESC LIMIT ?4",
-            )?;
-            let rows = stmt
-                .query_map(
-                    params![author.as_bytes(), seq, now_ms as i64, limit as i64],
-                    stored,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            collect_stored(rows)
-        })
-        .await
+        self.posts_of(author, now_ms, limit, before, false).await
     }
 
     /// `author`'s expired posts (the archive when `author` is this node's user),
-    /// newest (highest seq) first, strictly before `before`'s seq. Seq, not the
-    /// timestamp, orders one author's posts; the primary key serves the range.
+    /// newest (highest seq) first, strictly before `before`'s seq.
     pub async fn expired_posts_of(
         &self,
         author: AuthorId,
@@ -238,13 +222,30 @@ impl Store {
         limit: usize,
         before: Option<Cursor>,
     ) -> Result<Vec<StoredPost>> {
+        self.posts_of(author, now_ms, limit, before, true).await
+    }
+
+    /// One author's posts, expired or unexpired, by seq on the primary key (seq,
+    /// not the timestamp, orders one author's posts).
+    async fn posts_of(
+        &self,
+        author: AuthorId,
+        now_ms: u64,
+        limit: usize,
+        before: Option<Cursor>,
+        expired: bool,
+    ) -> Result<Vec<StoredPost>> {
         self.read(move |c| {
             let seq = before.map_or(i64::MAX, |cur| cur.seq as i64);
-            let mut stmt = c.prepare_cached(
+            let mut stmt = c.prepare_cached(if expired {
                 "SELECT raw, received_at FROM posts
                  WHERE author = ?1 AND seq < ?2 AND expires_at <= ?3
-                 ORDER BY seq DESC LIMIT ?4",
-            )?;
+                 ORDER BY seq DESC LIMIT ?4"
+            } else {
+                "SELECT raw, received_at FROM posts
+                 WHERE author = ?1 AND seq < ?2 AND expires_at > ?3
+                 ORDER BY seq DESC LIMIT ?4"
+            })?;
             let rows = stmt
                 .query_map(
                     params![author.as_bytes(), seq, now_ms as i64, limit as i64],
