@@ -134,7 +134,14 @@ async fn one_key_holds_one_handle_and_cannot_fill_a_record_store() {
     let b = bob.up(&["--bootstrap", &boot]).await;
     wait_registered(&a).await;
     wait_registered(&b).await;
-    let held_before = net_counter(&status(&b).await, "dht_records_held");
+    // Each registered node publishes its profile right after its claim: bob holds
+    // both claims and both profiles (four records) before the squatting starts.
+    let held_before = wait_for(WAIT, "bob to hold both claims and profiles", || async {
+        let held = net_counter(&status(&b).await, "dht_records_held");
+        (held >= 4).then_some(held)
+    })
+    .await
+    .unwrap();
 
     let m = Mallory::start(&boot).await;
     for i in 0..200u64 {

@@ -474,6 +474,7 @@ async fn a_flood_of_requests_from_one_peer_stays_bounded() {
     mallory.net.sync(peer, sync_req.clone()).await.unwrap();
     let before = rss_kib(a.pid());
 
+    let flood_started = std::time::Instant::now();
     let answers: Vec<_> = stream::iter(0..100_000)
         .map(|_| mallory.net.sync(peer, sync_req.clone()))
         .buffer_unordered(64)
@@ -488,7 +489,14 @@ async fn a_flood_of_requests_from_one_peer_stays_bounded() {
         .filter(|r| matches!(r, Ok(SyncResponse::Error { .. })))
         .count();
     assert_eq!(served + throttled, 100_000, "every request is answered");
-    assert!(throttled > 90_000, "most are refused: {served} served");
+    // The gate lets a burst of 64 through, then 32 a second: what was served depends
+    // on how long the flood took (longer on a loaded machine), never more than that.
+    let secs = flood_started.elapsed().as_secs_f64();
+    let allowed = 64.0 + 32.0 * (secs + 1.0);
+    assert!(
+        (served as f64) <= allowed,
+        "at most {allowed:.0} served in {secs:.1} s: {served} served"
+    );
 
     let now = starling_node::clock::system_ms();
     let cycles: Vec<_> = stream::iter(0..10_000u64)
@@ -527,7 +535,7 @@ async fn a_flood_of_requests_from_one_peer_stays_bounded() {
     );
     let st = status(&a).await;
     assert!(
-        st["counters"]["ignored.throttled"].as_u64().unwrap_or(0) > 90_000,
+        st["counters"]["ignored.throttled"].as_u64().unwrap_or(0) >= throttled as u64,
         "refusals are counted: {st}"
     );
     // An honest peer is still served.
