@@ -39,8 +39,8 @@ impl Fallback {
     }
 }
 
-/// Binds the API. The default address's port taken: the remembered fallback, else
-/// any free port on the same address. A configured address is used or refused.
+/// Binds the API. The default address's port taken: the remembered fallback, else a
+/// nearby port, else any free port on the same address. A configured address is used or refused.
 pub async fn bind_api(settings: &Settings, ports: &mut Fallback) -> anyhow::Result<TcpListener> {
     let addr = settings.api_addr;
     let taken = match TcpListener::bind(addr).await {
@@ -54,31 +54,19 @@ pub async fn bind_api(settings: &Settings, ports: &mut Fallback) -> anyhow::Resu
             });
         }
     };
-    let remembered = match ports.api {
-        Some(port) => TcpListener::bind(SocketAddr::new(addr.ip(), port))
-            .await
-            .ok(),
-        None => None,
-    };
-    let listener = match remembered {
-        Some(l) => l,
-        None => {
-            let mut near = None;
-            for port in nearby(addr.port()) {
-                if let Ok(l) = TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
-                    near = Some(l);
-                    break;
-                }
-            }
-            match near {
-                Some(l) => l,
-                None => TcpListener::bind(SocketAddr::new(addr.ip(), 0))
-                    .await
-                    .with_context(|| {
-                        format!("cannot listen on {addr} ({taken}), nor on a free port")
-                    })?,
-            }
+    // The remembered fallback, then the nearby ports, then any free one.
+    let mut found = None;
+    for port in ports.api.into_iter().chain(nearby(addr.port())) {
+        if let Ok(l) = TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            found = Some(l);
+            break;
         }
+    }
+    let listener = match found {
+        Some(l) => l,
+        None => TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+            .await
+            .with_context(|| format!("cannot listen on {addr} ({taken}), nor on a free port"))?,
     };
     let port = listener.local_addr()?.port();
     ports.api = Some(port);

@@ -147,15 +147,7 @@ async fn every_documented_route_answers_as_documented() {
 async fn the_document_is_valid_openapi_3_1_and_states_the_constraints() {
     let alice = Profile::init("alice");
     let d = alice.up(&[]).await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let raw = http
-        .get(format!("{}/api/openapi.json", d.url()))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let raw = crate::harness::openapi_raw(&d).await;
     let checked = crate::pytools::json(
         r#"
 import json, sys
@@ -206,6 +198,7 @@ print(json.dumps({"valid": doc["openapi"]}))
     assert!(schemas["RegisterRequest"]["properties"]["handle"]["pattern"].is_string());
 
     // What the document says is what the server does: no content type is a 415 ...
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let no_type = http
         .post(format!("{}/api/v1/posts", d.url()))
         .bearer_auth(d.token())

@@ -180,8 +180,8 @@ pub async fn handle_state(d: &Daemon) -> Value {
     d.get("/whoami").await.unwrap()["handle_state"].clone()
 }
 
-/// The daemon's OpenAPI document (served without the token).
-pub async fn openapi(d: &Daemon) -> Value {
+/// The daemon's OpenAPI document (served without the token), as served.
+pub async fn openapi_raw(d: &Daemon) -> Vec<u8> {
     reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -190,9 +190,15 @@ pub async fn openapi(d: &Daemon) -> Value {
         .send()
         .await
         .unwrap()
-        .json()
+        .bytes()
         .await
         .unwrap()
+        .to_vec()
+}
+
+/// The daemon's OpenAPI document (served without the token).
+pub async fn openapi(d: &Daemon) -> Value {
+    serde_json::from_slice(&openapi_raw(d).await).unwrap()
 }
 
 /// Waits until the first follow of `p` is acknowledged by the followee.
