@@ -19,11 +19,6 @@ mod scenarios;
 mod stats;
 mod svg;
 
-/// The allocator the `starling` binary uses, so in-process nodes and the daemons
-/// (this executable running the embedded command line) measure what users run.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;

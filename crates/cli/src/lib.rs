@@ -21,6 +21,14 @@ macro_rules! say {
     }};
 }
 
+/// The allocator of every executable that links this library: `starling`, and the
+/// benchmark harness (its in-process nodes and the daemons it runs from its own
+/// executable), so the harness measures what users run. mimalloc rather than glibc's
+/// malloc: nodes sharing a process spent about a quarter of their CPU per delivered
+/// post in glibc's arenas (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api;
 mod args;
 mod backup;

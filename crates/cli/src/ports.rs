@@ -40,7 +40,8 @@ impl Fallback {
 }
 
 /// Binds the API. The default address's port taken: the remembered fallback, else a
-/// nearby port, else any free port on the same address. A configured address is used or refused.
+/// nearby port, else any free port on the same address. A configured address is
+/// used or refused.
 pub async fn bind_api(settings: &Settings, ports: &mut Fallback) -> anyhow::Result<TcpListener> {
     let addr = settings.api_addr;
     let taken = match TcpListener::bind(addr).await {

@@ -4,8 +4,9 @@
 //! code allocates with the C library's `malloc` (SQLite's page cache and statements)
 //! stays in glibc's arenas for reuse, so that part of a node's resident size would
 //! stay at its peak long after the memory was freed. `malloc_trim` returns the free
-//! pages; the maintenance task calls this after idle connections have been closed. It is process-wide, so it runs at
-//! most once every 30 s however many nodes share the process.
+//! pages; the maintenance task calls this after idle connections have been closed.
+//! It is process-wide, so it runs at most once every 30 s however many nodes share
+//! the process.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
