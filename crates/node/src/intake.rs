@@ -15,10 +15,14 @@ use starling_core::{
     AuthorId, Channel, Intake as Checks, Post, PostError, PostRef, Refusal, Verdict,
 };
 use starling_net::PeerId;
-use starling_store::Inserted;
+use starling_store::{Inserted, Queued};
 
 use crate::node::Shared;
 use crate::trace::Stage;
+
+/// Batches checked and queued for the store at once, by one taker (gossip's): the
+/// next batch is checked while they commit, and waits for the oldest beyond this.
+pub(crate) const STORING_BATCHES: usize = 8;
 
 /// One received post: its bytes, the channel it came on, who handed it to us.
 pub(crate) struct Arrival {
@@ -68,6 +72,13 @@ pub(crate) struct Checked {
 impl Checked {
     /// Keeps the proofs, stores the fresh posts, and reports the gaps.
     pub(crate) async fn store(self, intake: &Intake, shared: &Shared) -> Outcome {
+        self.submit(intake, shared).await.done(intake, shared).await
+    }
+
+    /// Keeps the proofs and queues the fresh posts for the store; resolves once they
+    /// are queued. [`Storing::done`] waits for the commit and does the rest, so the
+    /// next batch can be checked meanwhile.
+    pub(crate) async fn submit(self, intake: &Intake, shared: &Shared) -> Storing {
         let Checked {
             verdicts,
             fresh,
@@ -80,7 +91,45 @@ impl Checked {
         for (id, first, second) in proofs {
             flag(shared, id, first, second, now).await;
         }
-        let (stored, positions) = intake.store(shared, fresh, transport).await;
+        let queued = intake.queue(shared, &fresh).await;
+        Storing {
+            verdicts,
+            fresh,
+            queued,
+            shown_by,
+            to_ban,
+            transport,
+        }
+    }
+}
+
+/// A checked batch whose fresh posts are queued for the store.
+pub(crate) struct Storing {
+    verdicts: Vec<Verdict>,
+    fresh: Vec<Post>,
+    /// `None`: nothing to store, or it could not be queued.
+    queued: Option<Queued<Stored>>,
+    shown_by: BTreeMap<AuthorId, PeerId>,
+    to_ban: Vec<PeerId>,
+    transport: Transport,
+}
+
+/// What the store says of a batch: one result per post, and the feed positions of
+/// their authors (see [`starling_store::Store::insert_received`]).
+type Stored = (Vec<Inserted>, Vec<(AuthorId, u64, u64)>);
+
+impl Storing {
+    /// Waits for the commit, announces the new posts, and reports the gaps.
+    pub(crate) async fn done(self, intake: &Intake, shared: &Shared) -> Outcome {
+        let Storing {
+            verdicts,
+            fresh,
+            queued,
+            shown_by,
+            to_ban,
+            transport,
+        } = self;
+        let (stored, positions) = intake.stored(shared, fresh, queued, transport).await;
         let gaps = positions
             .into_iter()
             .filter(|(_, synced, max)| synced < max)
@@ -102,6 +151,9 @@ pub(crate) struct Intake {
     checks: Checks,
     /// Highest seq stored per followed author, as of our last insert.
     feed_max: Mutex<HashMap<AuthorId, u64>>,
+    /// Posts found fresh and queued for the store, until their commit: the checks
+    /// of the next batches see them as held. Bounded by the batches in flight.
+    pending: Mutex<HashMap<PostRef, Vec<u8>>>,
 }
 
 impl Intake {
@@ -109,6 +161,7 @@ impl Intake {
         Self {
             checks: Checks::new(limits),
             feed_max: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -165,7 +218,7 @@ impl Intake {
         } else {
             shared.store.posts_raw(maybe_held).await
         };
-        let held = match held {
+        let mut held = match held {
             Ok(held) => held,
             Err(e) => {
                 // Cannot tell a second version from a new post: take none of them now
@@ -182,6 +235,18 @@ impl Intake {
                 };
             }
         };
+        {
+            // Posts of batches still being stored count as held.
+            let pending = self.pending.lock().expect("pending poisoned");
+            if !pending.is_empty() {
+                for p in &screened {
+                    let id = p.id();
+                    if let Some(bytes) = pending.get(&id) {
+                        held.entry(id).or_insert_with(|| bytes.clone());
+                    }
+                }
+            }
+        }
         let mut settled = self
             .checks
             .settle(screened, |id| held.get(id).map(|v| v.as_slice()))
@@ -269,37 +334,63 @@ impl Intake {
         }
     }
 
-    /// Stores fresh posts of others; announces the new ones. Returns how many were
-    /// new, and the feed positions of their authors (see
-    /// [`starling_store::Store::insert_received`]).
-    async fn store(
-        &self,
-        shared: &Shared,
-        posts: Vec<Post>,
-        transport: Transport,
-    ) -> (usize, Vec<(AuthorId, u64, u64)>) {
+    /// Queues fresh posts of others for the store (marking them pending until
+    /// [`Intake::stored`]). `None`: nothing to store, or the store is closed.
+    async fn queue(&self, shared: &Shared, posts: &[Post]) -> Option<Queued<Stored>> {
         if posts.is_empty() {
-            return (0, Vec::new());
+            return None;
         }
         let now = shared.clock.now_ms();
-        for p in &posts {
+        for p in posts {
             // A received stamp moves our clock on only when it is barely ahead: a
             // clock pulled far ahead would stamp our posts ahead of everyone's.
             let _ = shared.clock.observe(p.ts, OBSERVE_AHEAD_MS);
         }
-        let (outcome, positions) = match shared.store.insert_received(posts.clone(), now).await {
+        {
+            let mut pending = self.pending.lock().expect("pending poisoned");
+            for p in posts {
+                pending.insert(p.id(), p.as_bytes().to_vec());
+            }
+        }
+        match shared.store.queue_received(posts.to_vec(), now).await {
+            Ok(q) => Some(q),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store received posts");
+                self.unmark(posts);
+                None
+            }
+        }
+    }
+
+    /// Waits for queued posts' commit; announces the new ones. Returns how many were
+    /// new, and the feed positions of their authors.
+    async fn stored(
+        &self,
+        shared: &Shared,
+        posts: Vec<Post>,
+        queued: Option<Queued<Stored>>,
+        transport: Transport,
+    ) -> (usize, Vec<(AuthorId, u64, u64)>) {
+        let Some(queued) = queued else {
+            return (0, Vec::new());
+        };
+        let (outcome, positions) = match queued.done().await {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "cannot store received posts");
+                self.unmark(&posts);
                 return (0, Vec::new());
             }
         };
+        let now = shared.clock.now_ms();
         {
             let mut max = self.feed_max.lock().expect("feed_max poisoned");
             for (author, _, m) in &positions {
                 max.insert(*author, *m);
             }
         }
+        // After the newest seqs: a check from now on reads these posts from the store.
+        self.unmark(&posts);
         let mut new = 0;
         let stored_ns = if shared.trace.on() {
             starling_net::mono_ns()
@@ -333,6 +424,14 @@ impl Intake {
         }
         shared.metrics.add(transport.accepted(), new as u64);
         (new, positions)
+    }
+
+    /// Posts no longer pending: stored, or given up.
+    fn unmark(&self, posts: &[Post]) {
+        let mut pending = self.pending.lock().expect("pending poisoned");
+        for p in posts {
+            pending.remove(&p.id());
+        }
     }
 
     /// Forgets what is known of an author (after an unfollow deleted their posts).

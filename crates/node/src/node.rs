@@ -21,7 +21,7 @@ use tokio::sync::{Mutex, broadcast, mpsc};
 use crate::clock::Clock;
 use crate::follows::{Follows, Target};
 use crate::gate::Gate;
-use crate::intake::{Arrival, Intake, Transport};
+use crate::intake::{Arrival, Intake, STORING_BATCHES, Storing, Transport};
 use crate::metrics::Metrics;
 use crate::online::Online;
 use crate::profile::{Profile, ProfileError};
@@ -435,25 +435,42 @@ impl Node {
             None => HandleState::Offline,
         }
     }
-    /// Runs posts received from elsewhere through the one intake, as the network's
-    /// transports do (as if `from` had sent them on `channel`): checks, counts,
-    /// stores and announces them. One verdict per post, in order. For benchmarks
-    /// and tools; gaps it reveals are left to the next catch-up.
-    pub async fn ingest(&self, from: PeerId, posts: Vec<(Vec<u8>, Channel)>) -> Vec<Verdict> {
-        let arrivals = posts
-            .into_iter()
-            .map(|(bytes, channel)| Arrival {
-                bytes,
-                channel,
-                from,
-                received_ns: 0,
-            })
-            .collect();
-        self.shared
-            .intake
-            .receive(&self.shared, arrivals, Transport::Sync)
-            .await
-            .verdicts
+    /// Runs batches of posts received from elsewhere through the one intake, as
+    /// gossip does (as if `from` had sent them on `channel`): each batch is checked,
+    /// counted and queued for the store, and the next is checked while it commits
+    /// (up to [`STORING_BATCHES`] queued); new posts are announced. One verdict per
+    /// post, in order. For benchmarks and tools; gaps it reveals are left to the next
+    /// catch-up.
+    pub async fn ingest(
+        &self,
+        from: PeerId,
+        batches: impl IntoIterator<Item = Vec<(Vec<u8>, Channel)>>,
+    ) -> Vec<Verdict> {
+        let s = &self.shared;
+        let mut storing = std::collections::VecDeque::<Storing>::with_capacity(STORING_BATCHES);
+        let mut verdicts = Vec::new();
+        for posts in batches {
+            if storing.len() >= STORING_BATCHES
+                && let Some(oldest) = storing.pop_front()
+            {
+                verdicts.extend(oldest.done(&s.intake, s).await.verdicts);
+            }
+            let arrivals = posts
+                .into_iter()
+                .map(|(bytes, channel)| Arrival {
+                    bytes,
+                    channel,
+                    from,
+                    received_ns: 0,
+                })
+                .collect();
+            let checked = s.intake.check(s, arrivals, Transport::Sync).await;
+            storing.push_back(checked.submit(&s.intake, s).await);
+        }
+        for batch in storing {
+            verdicts.extend(batch.done(&s.intake, s).await.verdicts);
+        }
+        verdicts
     }
 
     /// Records that our post `seq` reached `stage` at `ns` ([`starling_net::mono_ns`]),

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use starling_core::records::feed_key;
 use starling_core::{AuthorId, Blame, Channel, Post, Verdict};
 use starling_net::{MessageAcceptance, Net, NetEvent, PeerId};
@@ -14,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::catchup::CatchUp;
 use crate::handles::Handles;
-use crate::intake::{Arrival, Transport};
+use crate::intake::{Arrival, STORING_BATCHES, Transport};
 use crate::metrics::BAN_TIME;
 use crate::node::{NodeError, Shared};
 use crate::view::NetworkStatus;
@@ -203,12 +206,21 @@ impl Online {
             .tasks
             .spawn(self.clone().run_persist(to_persist));
         let mut backlog: VecDeque<NetEvent> = VecDeque::new();
+        // Gossip batches checked and queued for the store, oldest first: the next
+        // batch is checked while they commit.
+        let mut storing: FuturesOrdered<BoxFuture<'static, ()>> = FuturesOrdered::new();
         loop {
+            while storing.len() >= STORING_BATCHES {
+                storing.next().await;
+            }
             let ev = match backlog.pop_front() {
                 Some(ev) => ev,
-                None => match events.recv().await {
-                    Some(ev) => ev,
-                    None => return,
+                None => tokio::select! {
+                    Some(()) = storing.next(), if !storing.is_empty() => continue,
+                    ev = events.recv() => match ev {
+                        Some(ev) => ev,
+                        None => break,
+                    },
                 },
             };
             let ev = match sort(ev) {
@@ -225,7 +237,7 @@ impl Online {
                             Err(_) => break,
                         }
                     }
-                    self.on_gossip(batch).await;
+                    storing.push_back(self.on_gossip(batch).await);
                     continue;
                 }
                 Sorted::Other(ev) => ev,
@@ -267,11 +279,14 @@ impl Online {
                 NetEvent::Disconnected { .. } => {}
             }
         }
+        while storing.next().await.is_some() {}
     }
 
-    /// A batch of gossip through the intake; the verdicts go back to gossipsub
-    /// (accepted posts are forwarded), then gaps start catch-ups.
-    async fn on_gossip(self: &Arc<Self>, batch: Vec<Gossip>) {
+    /// A batch of gossip through the intake's checks; the verdicts go back to
+    /// gossipsub (accepted posts are forwarded) and the fresh posts are queued for
+    /// the store. Returns the rest, to run while the next batch is checked: the
+    /// commit, then catch-ups for the gaps it shows.
+    async fn on_gossip(self: &Arc<Self>, batch: Vec<Gossip>) -> BoxFuture<'static, ()> {
         let mut ids = Vec::with_capacity(batch.len());
         let arrivals = batch
             .into_iter()
@@ -303,13 +318,19 @@ impl Online {
             })
             .collect();
         let _ = self.net.report(verdicts).await;
-        let outcome = checked.store(&s.intake, s).await;
-        self.ban_all(outcome.to_ban).await;
-        // A post beyond the next expected seq shows a gap: catch up on that author,
-        // unless gossip (which reorders) brings the missing posts meanwhile.
-        for (author, shown_by) in outcome.gaps {
-            self.spawn_gap_catch_up(author, shown_by);
-        }
+        let storing = checked.submit(&s.intake, s).await;
+        let online = self.clone();
+        Box::pin(async move {
+            let s = &online.shared;
+            let outcome = storing.done(&s.intake, s).await;
+            online.ban_all(outcome.to_ban).await;
+            // A post beyond the next expected seq shows a gap: catch up on that
+            // author, unless gossip (which reorders) brings the missing posts
+            // meanwhile.
+            for (author, shown_by) in outcome.gaps {
+                online.spawn_gap_catch_up(author, shown_by);
+            }
+        })
     }
 
     async fn on_connected(self: &Arc<Self>, peer: PeerId) {

@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 
 pub use posts::{Cursor, Equivocator, Inserted, PROOFS_PER_AUTHOR, Quota, StoredPost};
 pub use social::{FollowerRow, FollowingRow, Pin};
+pub use writer::Queued;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -216,6 +217,21 @@ impl Store {
         match &self.inner.writer {
             Writer::Thread(w) => w.run(false, f).await,
             Writer::Inline(conn) => writer::run_inline(&conn.lock().expect("store poisoned"), f),
+        }
+    }
+
+    /// [`Store::write_relaxed`], queued: see [`writer::WriterHandle::queue`].
+    pub(crate) async fn queue_relaxed<T, F>(&self, f: F) -> Result<Queued<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        match &self.inner.writer {
+            Writer::Thread(w) => w.queue(false, f).await,
+            Writer::Inline(conn) => Ok(Queued::done_now(writer::run_inline(
+                &conn.lock().expect("store poisoned"),
+                f,
+            ))),
         }
     }
 

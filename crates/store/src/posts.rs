@@ -8,7 +8,7 @@ use std::str::FromStr;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use starling_core::{AuthorId, Post, PostRef, Timestamp};
 
-use crate::{Result, Store, StoreError};
+use crate::{Queued, Result, Store, StoreError};
 
 /// A post as held by this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,18 @@ impl Store {
         posts: Vec<Post>,
         received_at: u64,
     ) -> Result<(Vec<Inserted>, Vec<(AuthorId, u64, u64)>)> {
-        self.write_relaxed(move |c| {
+        self.queue_received(posts, received_at).await?.done().await
+    }
+
+    /// [`Store::insert_received`], queued: resolves once the write is queued, so the
+    /// caller can check its next batch while this one commits. Batches queued one
+    /// after the other commit in that order.
+    pub async fn queue_received(
+        &self,
+        posts: Vec<Post>,
+        received_at: u64,
+    ) -> Result<Queued<(Vec<Inserted>, Vec<(AuthorId, u64, u64)>)>> {
+        self.queue_relaxed(move |c| {
             let results = insert_posts_on(c, &posts, received_at)?;
             let mut authors: Vec<AuthorId> = posts
                 .iter()

@@ -58,6 +58,17 @@ impl WriterHandle {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.queue(durable, f).await?.done().await
+    }
+
+    /// Queues a write and resolves once it is queued (writes queued one after the
+    /// other by one caller commit in that order), to the write's result to come: the
+    /// caller can do other work while the writer commits.
+    pub async fn queue<T, F>(&self, durable: bool, f: F) -> Result<Queued<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         let job: JobFn = Box::new(move |conn: &Connection| {
             let out = in_savepoint(conn, f);
@@ -75,13 +86,36 @@ impl WriterHandle {
             .send(Msg::Job(Job { run: job, durable }))
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(Queued(Awaited::Waiting(rx)))
     }
 
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Close(tx)).await.is_ok() {
             let _ = rx.await;
+        }
+    }
+}
+
+/// A queued write's result, once its batch has committed (or failed).
+pub struct Queued<T>(Awaited<T>);
+
+enum Awaited<T> {
+    Waiting(oneshot::Receiver<Result<T>>),
+    Done(Result<T>),
+}
+
+impl<T> Queued<T> {
+    /// A write already done (without the writer thread).
+    pub(crate) fn done_now(result: Result<T>) -> Self {
+        Queued(Awaited::Done(result))
+    }
+
+    /// Waits for the commit; the write's result.
+    pub async fn done(self) -> Result<T> {
+        match self.0 {
+            Awaited::Waiting(rx) => rx.await.map_err(|_| StoreError::Closed)?,
+            Awaited::Done(result) => result,
         }
     }
 }
