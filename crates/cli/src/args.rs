@@ -263,6 +263,12 @@ pub struct NetArgs {
     #[arg(long, value_name = "DURATION|off")]
     pub dht_refresh: Option<String>,
 
+    /// How often each connection is checked (a ping); one whose peer does not answer
+    /// within this long (at most 20s) is closed, so a peer gone behind a NAT is
+    /// noticed. Default 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive: Option<std::time::Duration>,
+
     /// Most peer-to-peer connections (on a user's node, followers alone hold at most three quarters).
     /// Default 512.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(8..))]

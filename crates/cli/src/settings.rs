@@ -21,6 +21,7 @@ pub struct ConfigFile {
     pub bootstrap: Option<Vec<String>>,
     pub offline: Option<bool>,
     pub dht_refresh: Option<String>,
+    pub keepalive: Option<String>,
     pub post_ttl: Option<String>,
     pub ntp_servers: Option<Vec<String>>,
     pub ntp_interval: Option<String>,
@@ -162,6 +163,17 @@ impl ConfigFile {
             None => {}
             Some("off") => net.periodic_bootstrap = None,
             Some(s) => net.periodic_bootstrap = Some(duration("dht_refresh", s)?),
+        }
+        let keepalive = match (args.keepalive, self.keepalive.as_deref()) {
+            (Some(d), _) => Some(d),
+            (None, Some(s)) => Some(duration("keepalive", s)?),
+            (None, None) => None,
+        };
+        if let Some(d) = keepalive {
+            if d < Duration::from_secs(1) {
+                bail!("keepalive = {d:?}: at least 1s");
+            }
+            net.keepalive = d;
         }
         if let Some(n) = args.max_connections.or(self.max_connections) {
             if n < 8 {

@@ -16,6 +16,10 @@ use crate::ip_gate::{IpGate, IpLimits};
 use crate::protocol::*;
 use crate::record_store::{DhtStore, StoreLimits};
 
+/// The longest a ping may take before its connection is given up (see
+/// [`NetConfig::keepalive`]).
+const PING_TIMEOUT_MAX: Duration = Duration::from_secs(20);
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub ip_gate: IpGate,
@@ -207,7 +211,11 @@ impl Behaviour {
             limits,
             blocked: allow_block_list::Behaviour::default(),
             identify,
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(config.keepalive)
+                    .with_timeout(config.keepalive.min(PING_TIMEOUT_MAX)),
+            ),
             autonat,
             relay_client: relay_client.into(),
             relay: relay.into(),

@@ -74,6 +74,11 @@ pub struct NetConfig {
     pub periodic_bootstrap: Option<Duration>,
     /// Connections with nothing going on are closed after this long.
     pub idle_timeout: Duration,
+    /// How often each connection is checked with a ping; a connection whose peer
+    /// does not answer within this long (at most 20 s) is closed: a peer behind a
+    /// NAT that dropped its mapping, or a machine gone without a word, is noticed
+    /// instead of being written to until TCP gives up (minutes later).
+    pub keepalive: Duration,
     /// Most established connections. Peers that are only our followers (subscribed to
     /// our feed topic and nothing we need) hold at most three quarters of them.
     pub max_connections: u32,
@@ -167,6 +172,9 @@ impl Default for NetConfig {
             // A DHT query's connections are done with in seconds; a new one costs a
             // handshake (about a millisecond on a LAN).
             idle_timeout: Duration::from_secs(30),
+            // libp2p's default is 15 s; every connection pays for it at rest, and
+            // home routers keep an established TCP mapping for minutes at least.
+            keepalive: Duration::from_secs(30),
             max_connections: 512,
             max_connections_per_ip: 16,
             event_buffer: 4096,

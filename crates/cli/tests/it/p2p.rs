@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use starling_node::ProfileDir;
 
 use crate::harness::{
-    Daemon, Profile, addr, handle_state, post_raw, status, stderr, stdout, timeline,
+    Daemon, Profile, addr, handle_state, net_counter, post_raw, status, stderr, stdout, timeline,
     wait_acknowledged, wait_for, wait_registered,
 };
 
@@ -349,4 +349,84 @@ async fn a_restarted_node_rejoins_through_remembered_peers() {
             .unwrap()
             >= 1
     );
+}
+
+/// A peer that stops answering (a NAT that dropped its mapping, a machine gone
+/// without a word: here, a process stopped with SIGSTOP, whose kernel still holds
+/// its TCP connections) is noticed: bob's ping on the connection goes unanswered,
+/// he closes it and counts it. Once alice answers again, bob reaches her anew and
+/// her next post arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_is_disconnected_then_reached_again() {
+    let (alice, bob) = (Profile::init("alice"), Profile::init("bob"));
+    let a = alice.up(&["--keepalive", "2s"]).await;
+    let boot = addr(&a).await;
+    let b = bob
+        .up(&[
+            "--bootstrap",
+            &boot,
+            "--keepalive",
+            "2s",
+            "--maintenance-interval",
+            "1s",
+        ])
+        .await;
+    let alice_id = a.author().to_string();
+    assert!(bob.cli(&["follow", &alice_id]).status.success());
+    wait_acknowledged(&bob, "bob's follow").await;
+    let connected = |st: &Value| st["network"]["connected_peers"].as_u64().unwrap();
+    assert_eq!(connected(&status(&b).await), 1);
+    assert_eq!(
+        net_counter(&status(&b).await, "connections_closed_unanswered"),
+        0
+    );
+
+    let frozen = Frozen::stop(a.pid());
+    wait_for(
+        WAIT,
+        "bob to close his connection to silent alice",
+        || async {
+            let st = status(&b).await;
+            (connected(&st) == 0 && net_counter(&st, "connections_closed_unanswered") >= 1)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    drop(frozen);
+
+    post(&a, "after the silence").await;
+    wait_for(WAIT, "bob to get alice's post", || async {
+        of(&alice_id, &timeline(&b).await)
+            .iter()
+            .any(|p| p.1 == "after the silence")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(connected(&status(&b).await), 1);
+}
+
+/// A process stopped with SIGSTOP until this is dropped (SIGCONT), so a failing
+/// test leaves nothing frozen.
+struct Frozen(u32);
+
+impl Frozen {
+    fn stop(pid: u32) -> Self {
+        let ok = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -STOP {pid}");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
 }

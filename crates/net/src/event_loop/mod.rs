@@ -27,10 +27,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::Swarm;
 use libp2p::kad::RecordKey;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
+use libp2p::{Swarm, ping};
 use starling_core::Identity;
 use tokio::sync::mpsc;
 
@@ -368,6 +368,17 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => {
                 self.nat.on_dcutr(&mut self.swarm, &mut self.counters, ev);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(failure),
+            })) if !matches!(failure, ping::Failure::Unsupported) => {
+                // The peer stopped answering on this connection: it is dead (a NAT
+                // mapping dropped, a machine gone) even if TCP does not know yet.
+                self.counters.add("connections_closed_unanswered");
+                tracing::debug!(%peer, %failure, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_exchange(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Social(ev)) => self.on_exchange(ev),
