@@ -106,16 +106,7 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
     // held-post read when needed, counters, one insert transaction per batch,
     // announcing) into a fresh store. The node follows the 100 authors.
     let dir = tempfile::tempdir()?;
-    let profile = Profile::create(&dir.path().join("ingest"), "ingest", now)?;
-    let node = Node::start(
-        profile,
-        crate::cluster::config(None, DEFAULT_POST_TTL, Duration::from_secs(3600)),
-    )
-    .await?;
-    let followed: std::collections::BTreeSet<AuthorId> = authors.iter().copied().collect();
-    for a in &followed {
-        node.follow(&a.to_string()).await?;
-    }
+    let node = following_node(&dir.path().join("ingest"), &authors, now).await?;
     let from = node.author().peer_id();
     let batches: Vec<Vec<(Vec<u8>, Channel)>> = wire
         .chunks(BATCH)
@@ -146,6 +137,27 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         "stored {stored}, counted {counted}, verified {verified} of {n}"
     );
 
+    // One post at a time, each waiting for the one before to commit: what a
+    // follower does with posts that arrive apart (one transaction each).
+    let one = (n / 20).max(1);
+    let node = following_node(&dir.path().join("one"), &authors, now).await?;
+    let t = Instant::now();
+    let cpu = crate::probe::self_cpu_secs();
+    let mut one_stored = 0;
+    for (b, a) in wire.iter().zip(&authors).take(one) {
+        let v = node
+            .ingest(from, [vec![(b.clone(), Channel::Topic(*a))]])
+            .await;
+        one_stored += v.iter().filter(|v| matches!(v, Verdict::Fresh(_))).count();
+    }
+    let one_s = t.elapsed().as_secs_f64();
+    let one_cpu = crate::probe::self_cpu_secs() - cpu;
+    node.shutdown().await;
+    anyhow::ensure!(
+        one_stored == one,
+        "one at a time: stored {one_stored} of {one}"
+    );
+
     let mut table = Table::new(&["step", "posts", "seconds", "posts/s", "CPU µs / post"]);
     table.row(vec![
         "checks: decode + rules + batch verify".into(),
@@ -161,6 +173,13 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
         format!("{:.0}", n as f64 / total_s),
         format!("{:.1}", total_cpu * 1e6 / n as f64),
     ]);
+    table.row(vec![
+        "a node's intake, one post at a time (a transaction each)".into(),
+        one.to_string(),
+        format!("{one_s:.2}"),
+        format!("{:.0}", one as f64 / one_s),
+        format!("{:.1}", one_cpu * 1e6 / one as f64),
+    ]);
     Ok(ScenarioResult {
         id: "ingest".into(),
         title: "4. Ingest: posts per second through a node's one intake into its store".into(),
@@ -169,15 +188,35 @@ pub async fn run(sizes: &super::Sizes) -> anyhow::Result<ScenarioResult> {
             "posts": n, "batch": BATCH, "verify_seconds": verify_s, "verify_rate_per_s": n as f64 / verify_s,
             "ingest_seconds": total_s, "ingest_rate_per_s": n as f64 / total_s, "stored": stored,
             "verify_cpu_seconds": verify_cpu, "ingest_cpu_seconds": total_cpu,
+            "one_at_a_time_posts": one, "one_at_a_time_seconds": one_s, "one_at_a_time_cpu_seconds": one_cpu,
         }),
         notes: vec![
-            "The two steps run one after the other. The intake takes batches as gossip does: it checks the next batch on its task while the store's writer thread commits the previous one (at most 2 batches queued).".into(),
+            "The steps run one after the other. The intake takes batches as gossip does: it checks the next batch on its task while the store's writer thread commits the previous ones (at most 8 batches queued). One post at a time: each waits for the one before to commit, as a follower's posts that arrive apart do.".into(),
             "CPU: the process's user + system time during the step (the store's writer and checkpointer threads included), per post; the clock ticks are 10 ms.".into(),
         ],
         plot: None,
         more: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A fresh node in `dir` that follows `authors`.
+async fn following_node(
+    dir: &std::path::Path,
+    authors: &[AuthorId],
+    now: u64,
+) -> anyhow::Result<Node> {
+    let profile = Profile::create(dir, "ingest", now)?;
+    let node = Node::start(
+        profile,
+        crate::cluster::config(None, DEFAULT_POST_TTL, Duration::from_secs(3600)),
+    )
+    .await?;
+    let followed: std::collections::BTreeSet<AuthorId> = authors.iter().copied().collect();
+    for a in &followed {
+        node.follow(&a.to_string()).await?;
+    }
+    Ok(node)
 }
 
 /// Holdings of a node that takes every author's posts and holds none yet.
