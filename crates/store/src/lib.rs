@@ -369,4 +369,29 @@ mod tests {
         assert_eq!(store.meta("other").await.unwrap(), Some(b"yes".to_vec()));
         assert_eq!(store.meta("k").await.unwrap(), None);
     }
+
+    /// A job alone in its transaction runs without a savepoint: when it fails, the
+    /// transaction is rolled back, none of its writes stay, and the writer goes on.
+    #[tokio::test]
+    async fn a_failing_job_alone_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("starling.db"), StoreConfig::default()).unwrap();
+        for round in 0..3 {
+            let bad = store
+                .write(|c| {
+                    c.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", [])?;
+                    c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                    Ok(())
+                })
+                .await;
+            assert!(
+                matches!(bad, Err(StoreError::Sqlite(_))),
+                "round {round}: {bad:?}"
+            );
+            assert_eq!(store.meta("k").await.unwrap(), None, "round {round}");
+            let value = format!("v{round}").into_bytes();
+            store.set_meta("other", value.clone()).await.unwrap();
+            assert_eq!(store.meta("other").await.unwrap(), Some(value));
+        }
+    }
 }

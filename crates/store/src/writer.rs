@@ -12,7 +12,9 @@ use crate::{Result, StoreError};
 
 /// What a job leaves behind: its reply, sent once the batch's fate is known.
 type Reply = Box<dyn FnOnce(std::result::Result<(), CommitError>) + Send>;
-type JobFn = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// Runs a job: in a savepoint of its own (`true`), or as the transaction's only
+/// job (`false`); returns whether it succeeded, and its reply.
+type JobFn = Box<dyn FnOnce(&Connection, bool) -> (bool, Reply) + Send>;
 
 /// A write, and whether its commit must survive power loss (`synchronous=FULL`) or
 /// only a crash of the process (`NORMAL`, enough for data that can be fetched again).
@@ -70,9 +72,14 @@ impl WriterHandle {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: JobFn = Box::new(move |conn: &Connection| {
-            let out = in_savepoint(conn, f);
-            Box::new(move |committed: std::result::Result<(), CommitError>| {
+        let job: JobFn = Box::new(move |conn: &Connection, savepoint: bool| {
+            let out = if savepoint {
+                in_savepoint(conn, f)
+            } else {
+                f(conn)
+            };
+            let ok = out.is_ok();
+            let reply: Reply = Box::new(move |committed: std::result::Result<(), CommitError>| {
                 let out = match committed {
                     Ok(()) => out,
                     Err(CommitError::DiskFull) => Err(StoreError::DiskFull),
@@ -80,7 +87,8 @@ impl WriterHandle {
                 };
                 // The caller may have gone away; its result is then simply dropped.
                 let _ = reply.send(out);
-            })
+            });
+            (ok, reply)
         });
         self.tx
             .send(Msg::Job(Job { run: job, durable }))
@@ -229,7 +237,28 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
         batch.clear(); // dropping the jobs drops their reply senders: callers see Closed
         return;
     }
-    let replies: Vec<Reply> = batch.drain(..).map(|job| (job.run)(conn)).collect();
+    // A job alone needs no savepoint (its subjournal copied every page it touched):
+    // when it fails, the whole transaction is rolled back instead.
+    let alone = n == 1;
+    let mut failed_alone = false;
+    let replies: Vec<Reply> = batch
+        .drain(..)
+        .map(|job| {
+            let (ok, reply) = (job.run)(conn, !alone);
+            failed_alone |= alone && !ok;
+            reply
+        })
+        .collect();
+    if failed_alone {
+        if let Err(e) = exec_cached(conn, "ROLLBACK") {
+            tracing::error!(error = %e, "store: cannot roll back a failed job");
+        }
+        // The job's own error is what its caller hears.
+        for reply in replies {
+            reply(Ok(()));
+        }
+        return;
+    }
     let outcome = exec_cached(conn, "COMMIT").map_err(|e| {
         tracing::error!(error = %e, jobs = n, "store: commit failed");
         let _ = conn.execute_batch("ROLLBACK");
