@@ -121,15 +121,10 @@ type Stored = (Vec<Inserted>, Vec<(AuthorId, u64, u64)>);
 impl Storing {
     /// Waits for the commit, announces the new posts, and reports the gaps.
     pub(crate) async fn done(self, intake: &Intake, shared: &Shared) -> Outcome {
-        let Storing {
-            verdicts,
-            fresh,
-            queued,
-            shown_by,
-            to_ban,
-            transport,
-        } = self;
-        let (stored, positions) = intake.stored(shared, fresh, queued, transport).await;
+        let (stored, positions) = intake
+            .stored(shared, self.fresh, self.queued, self.transport)
+            .await;
+        let shown_by = self.shown_by;
         let gaps = positions
             .into_iter()
             .filter(|(_, synced, max)| synced < max)
@@ -139,10 +134,10 @@ impl Storing {
             })
             .collect();
         Outcome {
-            verdicts,
+            verdicts: self.verdicts,
             stored,
             gaps,
-            to_ban,
+            to_ban: self.to_ban,
         }
     }
 }
